@@ -1,0 +1,168 @@
+"""One training step as the notebooks ran it, and the state that repeats it.
+
+Step k (1-based), exactly as transformers' Trainer(bf16=True, optim="adamw_torch"):
+  forward under bf16 autocast -> logits (B, T, V) bf16 -> upcast to float32 ->
+  cross-entropy, mean over the targets that exist -> backward -> clip the global grad
+  norm -> AdamW step with lr * factor(k - 1) -> zero the gradients.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.data import IGNORE_INDEX, Batches, DataConfig
+from core.device import resolve_device
+from core.model import InitConfig, ModelConfig, build_model, embedding, is_tied, unembedding
+from core.optim import OptimConfig, build_optimizer, clip_gradients, lr_factor, set_lr
+
+log = logging.getLogger(__name__)
+
+# Tensors a run can hand out per step (parameter-shaped, (vocab, dim)).
+PARAM_TENSORS = ("E", "W", "grad_E", "grad_W", "exp_avg_E", "exp_avg_W", "exp_avg_sq_E", "exp_avg_sq_W")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000  # Flannel 1/2: 1,000; Flannel 7: 500; Thimble 7: 6,000
+    device: str = "auto"  # auto = cuda > mps > cpu
+
+
+@dataclass
+class StepResult:
+    step: int  # optimizer steps done, 1-based
+    loss: torch.Tensor  # () float32, on the device
+    grad_norm: torch.Tensor  # () pre-clip global grad norm, on the device
+    lr: float  # the LR this step used
+    grads: dict[str, torch.Tensor] = field(default_factory=dict)  # pre-clip "grad_E"/"grad_W", (V, D) bf16
+    logits_row: torch.Tensor | None = None  # (V,) bf16: sequence 0, last position (as the notebooks sampled)
+
+
+def causal_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """transformers' ForCausalLMLoss on pre-shifted targets: float32 logits, mean over targets.
+
+    logits (B, T, V) any dtype; targets (B, T) with IGNORE_INDEX where there is none.
+    """
+    return F.cross_entropy(
+        logits.float().view(-1, logits.size(-1)), targets.view(-1), ignore_index=IGNORE_INDEX, reduction="mean"
+    )
+
+
+def train_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    lr: float,
+    max_grad_norm: float,
+    step: int,
+    capture_grads: tuple[str, ...] = (),
+    capture_logits: bool = False,
+) -> StepResult:
+    """One optimizer step on a batch. inputs, targets: (B, T) int64 on the model's device."""
+    device_type = inputs.device.type
+    with torch.autocast(device_type=device_type, dtype=torch.bfloat16):
+        logits = model(input_ids=inputs).logits  # (B, T, V) bf16
+        loss = causal_lm_loss(logits, targets)
+    loss.backward()
+    grads = {}
+    for name in capture_grads:  # the notebooks recorded gradients before clipping
+        param = embedding(model) if name == "grad_E" else unembedding(model)
+        grads[name] = param.grad.detach().clone()
+    logits_row = logits[0, -1].detach().clone() if capture_logits else None
+    grad_norm = clip_gradients(model, max_grad_norm)
+    set_lr(optimizer, lr)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return StepResult(step, loss.detach(), grad_norm.detach(), lr, grads, logits_row)
+
+
+class Training:
+    """A model, its optimizer and its batches, advanced one optimizer step at a time."""
+
+    def __init__(
+        self,
+        ids: np.ndarray | torch.Tensor,
+        model_cfg: ModelConfig | None = None,
+        init_cfg: InitConfig | None = None,
+        data_cfg: DataConfig | None = None,
+        optim_cfg: OptimConfig | None = None,
+        train_cfg: TrainConfig | None = None,
+    ):
+        self.model_cfg = model_cfg or ModelConfig()
+        self.init_cfg = init_cfg or InitConfig()
+        self.data_cfg = data_cfg or DataConfig()
+        self.optim_cfg = optim_cfg or OptimConfig()
+        self.train_cfg = train_cfg or TrainConfig()
+        if self.data_cfg.seq_len > self.model_cfg.n_positions:
+            raise ValueError(
+                f"seq_len {self.data_cfg.seq_len} exceeds the model's n_positions {self.model_cfg.n_positions}."
+            )
+        if self.train_cfg.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.train_cfg.steps}.")
+        ids = torch.as_tensor(ids, dtype=torch.long)
+        if ids.numel() and int(ids.max()) >= self.model_cfg.vocab_size:
+            raise ValueError(
+                f"The corpus has token id {int(ids.max())}, outside the model's vocab of {self.model_cfg.vocab_size}."
+            )
+        self.device = resolve_device(self.train_cfg.device)
+        self.batches = Batches(ids, self.data_cfg)
+        self.model = build_model(self.model_cfg, self.init_cfg, self.device)
+        self.optimizer = build_optimizer(self.model, self.optim_cfg)
+        self.steps_done = 0
+        self.last: StepResult | None = None
+
+    @property
+    def tied(self) -> bool:
+        return is_tied(self.model)
+
+    def lr_at(self, step: int) -> float:
+        """LR of 0-based optimizer step `step`."""
+        cfg = self.optim_cfg
+        return cfg.lr * lr_factor(step, self.train_cfg.steps, cfg.schedule)
+
+    def step(self, capture_grads: tuple[str, ...] = (), capture_logits: bool = False) -> StepResult:
+        if self.steps_done >= self.train_cfg.steps:
+            raise RuntimeError(f"The run is complete: {self.steps_done} of {self.train_cfg.steps} steps done.")
+        inputs, targets = self.batches[self.steps_done]
+        inputs = inputs.to(self.device, non_blocking=True)
+        targets = targets.to(self.device, non_blocking=True)
+        result = train_step(
+            self.model,
+            self.optimizer,
+            inputs,
+            targets,
+            self.lr_at(self.steps_done),
+            self.optim_cfg.max_grad_norm,
+            self.steps_done + 1,
+            capture_grads,
+            capture_logits,
+        )
+        self.steps_done += 1
+        self.last = result
+        return result
+
+    def tensor(self, name: str) -> torch.Tensor:
+        """A parameter-shaped tensor by its trajectory name, (V, D) bf16 on the device.
+
+        E, W: the matrices now. exp_avg_*, exp_avg_sq_*: Adam moments now (zeros before the
+        first step). grad_*: the pre-clip gradient of the last step, if it was captured.
+        """
+        if name not in PARAM_TENSORS:
+            raise KeyError(f"Unknown tensor {name!r}. Available: {', '.join(PARAM_TENSORS)}.")
+        param = embedding(self.model) if name.endswith("E") else unembedding(self.model)
+        if name in ("E", "W"):
+            return param.detach()
+        if name.startswith("grad_"):
+            if self.last is None:
+                return torch.zeros_like(param)
+            if name not in self.last.grads:
+                raise KeyError(f"{name} was not captured at step {self.last.step}; pass capture_grads.")
+            return self.last.grads[name]
+        moment = name.rsplit("_", 1)[0]  # exp_avg or exp_avg_sq
+        state = self.optimizer.state.get(param, {})
+        return state[moment] if moment in state else torch.zeros_like(param)

@@ -1,0 +1,50 @@
+"""Shared fixtures: real text, real tokenizers, small real models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+# Thai written for these tests (not third-party text): short everyday sentences.
+THAI_TEXT = (
+    "สวัสดีครับ วันนี้อากาศดีมาก เราไปเดินเล่นที่สวนสาธารณะกันเถอะ\n"
+    "ฉันชอบกินข้าวผัดกับไข่ดาว และดื่มชาเย็นทุกวัน\n"
+    "ภาษาไทยไม่มีการเว้นวรรคระหว่างคำ แต่เว้นวรรคระหว่างประโยค\n"
+    "แมวนอนอยู่บนหลังคาบ้าน ส่วนหมาวิ่งเล่นอยู่ในสนามหญ้า\n"
+    "พรุ่งนี้เราจะไปตลาดเพื่อซื้อผลไม้ มะม่วง ทุเรียน และมังคุด\n"
+)
+
+
+@pytest.fixture(scope="session")
+def english_text() -> str:
+    """Real English prose that every Python installation ships: the pydoc topic pages."""
+    from pydoc_data.topics import topics
+
+    return "\n".join(topics[k] for k in sorted(topics))
+
+
+@pytest.fixture(scope="session")
+def mixed_corpus_files(tmp_path_factory, english_text):
+    """A tokenizer-training mix (English + Thai) and a disjoint English-only model corpus."""
+    d = tmp_path_factory.mktemp("corpus")
+    half = len(english_text) // 2
+    mix = d / "tokenizer_mix.txt"
+    mix.write_text(english_text[:half] + "\n" + THAI_TEXT * 40, encoding="utf-8")
+    model_corpus = d / "model_corpus.txt"
+    model_corpus.write_text(english_text[half:], encoding="utf-8")
+    return mix, model_corpus
+
+
+@pytest.fixture(scope="session")
+def small_tokenizer(mixed_corpus_files):
+    from core.tokenizer import train_char_bpe
+
+    return train_char_bpe([mixed_corpus_files[0]], vocab_size=800)
+
+
+@pytest.fixture()
+def random_ids() -> torch.Tensor:
+    """20k token ids drawn from [0, 700) for a vocab of 1,000: ids 700..999 are dead."""
+    rng = np.random.default_rng(0)
+    return torch.tensor(rng.integers(0, 700, size=20_000), dtype=torch.long)

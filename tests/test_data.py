@@ -1,0 +1,73 @@
+"""core.data: windows, targets and the Trainer's batch order."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core.data import IGNORE_INDEX, BatchOrder, Batches, DataConfig, Windows
+
+
+def test_one_window_per_start_position_like_token_dataset():
+    ids = torch.arange(1000)
+    w = Windows(ids, seq_len=128, target_offset=2)
+    assert len(w) == 1000 - 128  # TokenDataset.__len__
+    inputs, targets = w.gather(torch.tensor([0, 871]))
+    assert inputs.shape == targets.shape == (2, 128)
+    assert inputs[1, -1] == 871 + 127  # the last window reaches the corpus end minus one
+
+
+def test_target_offset_two_is_the_notebooks_double_shift():
+    ids = torch.arange(100, 400)
+    inputs, targets = Windows(ids, seq_len=128, target_offset=2).gather(torch.tensor([5]))
+    chunk = ids[5 : 5 + 129]  # TokenDataset chunk
+    labels = chunk[1:]  # notebook's pre-shifted labels; GPT-2 shifts again:
+    hf_targets = torch.cat([labels[1:], torch.tensor([IGNORE_INDEX])])
+    assert torch.equal(inputs[0], chunk[:-1])
+    assert torch.equal(targets[0], hf_targets)
+    assert (targets[0] != IGNORE_INDEX).sum() == 127
+
+
+def test_target_offset_one_is_next_token():
+    ids = torch.arange(300)
+    inputs, targets = Windows(ids, seq_len=16, target_offset=1).gather(torch.tensor([3]))
+    assert torch.equal(targets[0], inputs[0] + 1)
+
+
+def test_batch_order_is_seeded_randperm_per_epoch_with_short_last_batch():
+    order = BatchOrder(n_windows=70, batch_size=32, seed=42)
+    assert order.batches_per_epoch == 3  # 32 + 32 + 6
+    perm0 = torch.randperm(70, generator=torch.Generator().manual_seed(42))
+    perm1 = torch.randperm(70, generator=torch.Generator().manual_seed(43))
+    assert torch.equal(order.starts(0), perm0[:32])
+    assert torch.equal(order.starts(2), perm0[64:])
+    assert len(order.starts(2)) == 6
+    assert torch.equal(order.starts(3), perm1[:32])
+    assert torch.equal(BatchOrder(70, 32, 42, drop_last=True).starts(2), perm1[:32])
+
+
+def test_batches_are_a_pure_function_of_the_step():
+    ids = torch.arange(5000) % 97
+    a, b = Batches(ids, DataConfig(seq_len=32, batch_size=8)), Batches(ids, DataConfig(seq_len=32, batch_size=8))
+    for step in (7, 0, 500, 7):  # any order, any repeat
+        assert all(torch.equal(x, y) for x, y in zip(a[step], b[step]))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(ids=torch.arange(500), seq_len=128, target_offset=0), "target_offset must be >= 1"),
+        (dict(ids=torch.arange(500), seq_len=16, target_offset=17), "leaves no target"),
+        (dict(ids=torch.tensor([], dtype=torch.long), seq_len=16, target_offset=1), "corpus has no tokens"),
+        (dict(ids=torch.arange(100), seq_len=128, target_offset=2), "fewer than one window of seq_len \\+ 1 = 129"),
+    ],
+    ids=["offset-zero", "offset-past-window", "empty-corpus", "shorter-than-a-window"],
+)
+def test_bad_data_is_a_clear_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Windows(**kwargs)
+
+
+def test_corpus_of_exactly_one_window_works():
+    w = Windows(torch.arange(129), seq_len=128, target_offset=2)
+    assert len(w) == 1
