@@ -1,0 +1,381 @@
+"""Incremental HDF5 trajectory writer: every recorded step streamed to disk, bit-exact.
+
+File layout (format 1), one file per run:
+  /E, /W, /grad_E, /grad_W, /exp_avg_E, /exp_avg_W, /exp_avg_sq_E, /exp_avg_sq_W
+        (n_frames, vocab, dim) bf16, one frame per chunk; only the recorded ones exist.
+        A tied run stores each shared tensor once under its W name; the E name is an
+        HDF5 hard link to the same dataset, so any reader sees both names.
+  /logits     (n_frames, vocab) bf16: sequence 0, last position of the step's batch
+  /step       (n_frames,) int64: optimizer steps done when the frame was taken
+  /loss       (n_frames,) float32: the step's loss (NaN in frame 0)
+  /lr         (n_frames,) float64: the LR the step used (NaN in frame 0)
+  /grad_norm  (n_frames,) float32: pre-clip global grad norm (NaN in frame 0)
+  /tokens/dead_mask (vocab,) bool, /tokens/counts (vocab,) int64, /tokens/strings (vocab,) str
+  attributes: format_version, frames_complete, record_every, tied, vocab_size, dim,
+        tensors, plus the caller's metadata (dicts and lists as JSON strings).
+
+Frame 0 is the initial state (gradients and moments zero); frame k is the state after
+the k-th recorded optimizer step. `frames_complete` only ever names frames that are
+fully flushed, so a killed run leaves a file whose first `frames_complete` frames are
+exact. The file is in SWMR mode while written: readers may watch a live run.
+
+Speed: the training thread only copies tensors into a bounded pool of host buffers
+(pinned, non-blocking on CUDA) and returns; a background thread writes and flushes.
+When the pool is empty the training thread waits (backpressure): memory stays flat
+however long the run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import queue
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from core.bf16 import hdf5_bfloat16, to_bits
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+PARAM_TENSORS = ("E", "W", "grad_E", "grad_W", "exp_avg_E", "exp_avg_W", "exp_avg_sq_E", "exp_avg_sq_W")
+SCALARS = {"step": np.int64, "loss": np.float32, "lr": np.float64, "grad_norm": np.float32}
+RECORDABLE = PARAM_TENSORS + ("logits",) + tuple(SCALARS)
+
+
+class RecorderError(RuntimeError):
+    """Writing a trajectory failed; the message says which frames are safe on disk."""
+
+
+class DiskFullError(RecorderError):
+    """The disk is about to fill: recording stopped before HDF5 ran out of space."""
+
+
+@dataclass
+class RecordConfig:
+    every: int = 1  # record a frame every N optimizer steps (and always step 0 and the last)
+    tensors: list[str] = field(default_factory=lambda: ["W"])  # step, loss, lr, grad_norm always
+    flush_every_frames: int = 10  # flush (and advance frames_complete) after this many frames...
+    flush_every_seconds: float = 5.0  # ...or this many seconds, whichever comes first
+    fsync: bool = False  # also fsync on flush (survives power loss, slower)
+    queue_frames: int = 4  # host buffers in flight between training and the writer thread
+    disk_reserve_mb: float = 16.0  # stop (cleanly) when less than a frame plus this is free
+
+
+def tied_name(name: str) -> str:
+    """The dataset that stores `name` in a tied run (E-side names live under W names)."""
+    return name[:-1] + "W" if name in PARAM_TENSORS and name.endswith("E") else name
+
+
+def stored_tensors(tensors: list[str], tied: bool) -> list[str]:
+    """The frame datasets a run writes: recorded names, deduplicated for tied runs."""
+    unknown = [t for t in tensors if t not in RECORDABLE]
+    if unknown:
+        raise ValueError(f"Unknown tensor {unknown[0]!r}. Available: {', '.join(RECORDABLE)}.")
+    names = [t for t in tensors if t not in SCALARS]
+    if tied:
+        names = [tied_name(t) for t in names]
+    return list(dict.fromkeys(names))
+
+
+def environment() -> dict[str, str]:
+    """Versions of everything that can change a trajectory's bits."""
+    import tokenizers
+    import transformers
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
+        "numpy": np.__version__,
+        "h5py": h5py.__version__,
+        "hdf5": h5py.version.hdf5_version,
+    }
+
+
+@dataclass
+class TokenTables:
+    dead_mask: np.ndarray  # (vocab,) bool
+    counts: np.ndarray  # (vocab,) int64
+    strings: list[str]  # (vocab,)
+
+
+@dataclass
+class _Slot:
+    """One frame's host buffers, reused round-robin."""
+
+    buffers: dict[str, torch.Tensor]
+    ready: torch.cuda.Event | None = None
+    step: int = 0
+    scalars: dict[str, float | torch.Tensor] = field(default_factory=dict)
+
+
+def _frame_bytes(names: list[str], vocab: int, dim: int) -> int:
+    return sum(2 * vocab * (1 if n == "logits" else dim) for n in names)
+
+
+class TrajectoryWriter:
+    """Streams frames of a training run into one HDF5 file. Use as a context manager."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        vocab_size: int,
+        dim: int,
+        tied: bool,
+        config: RecordConfig | None = None,
+        metadata: dict[str, Any] | None = None,
+        tokens: TokenTables | None = None,
+        expected_frames: int | None = None,
+        device: torch.device | str = "cpu",
+        overwrite: bool = False,
+    ):
+        self.path = Path(path)
+        self.config = config or RecordConfig()
+        if self.config.every < 1:
+            raise ValueError(f"record every must be >= 1, got {self.config.every}.")
+        if self.config.queue_frames < 1:
+            raise ValueError(f"queue_frames must be >= 1, got {self.config.queue_frames}.")
+        self.vocab, self.dim, self.tied = vocab_size, dim, tied
+        self.names = stored_tensors(list(self.config.tensors), tied)
+        self._frame_bytes = _frame_bytes(self.names, vocab_size, dim)
+        self.device = torch.device(device)
+        self._check_destination(expected_frames, overwrite)
+
+        self.file = h5py.File(self.path, "w", libver="latest")
+        self._bf16 = hdf5_bfloat16()
+        self._create_layout(metadata or {}, tokens)
+        self.file.swmr_mode = True
+        self.file.flush()
+
+        self.frames_written = 0  # frames handed to HDF5 by the writer thread
+        self.frames_complete = 0  # frames flushed and named by the frames_complete attribute
+        self.bytes_written = 0
+        self._error: BaseException | None = None
+        self._closed = False
+        pinned = self.device.type == "cuda"
+        self._free: queue.Queue[_Slot] = queue.Queue()
+        for _ in range(self.config.queue_frames):
+            self._free.put(_Slot(self._host_buffers(pinned)))
+        self._todo: queue.Queue[_Slot | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._write_loop, name=f"recorder:{self.path.name}", daemon=True)
+        self._thread.start()
+
+    # ---------------------------------------------------------------- setup
+    def _check_destination(self, expected_frames: int | None, overwrite: bool) -> None:
+        parent = self.path.parent
+        if not parent.is_dir():
+            raise RecorderError(f"Cannot write trajectory {self.path}: {parent} is not a directory.")
+        if self.path.exists() and not overwrite:
+            raise FileExistsError(f"Trajectory {self.path} already exists; refusing to overwrite it.")
+        if expected_frames:
+            need = expected_frames * self._frame_bytes
+            free = shutil.disk_usage(parent).free
+            if need > free:
+                raise RecorderError(
+                    f"Trajectory {self.path} needs about {need / 1e9:.2f} GB for {expected_frames} frames "
+                    f"but {parent} has {free / 1e9:.2f} GB free. Record fewer tensors, or record every N steps."
+                )
+
+    def _create_layout(self, metadata: dict[str, Any], tokens: TokenTables | None) -> None:
+        f = self.file
+        for name in self.names:
+            shape = (self.vocab,) if name == "logits" else (self.vocab, self.dim)
+            space = h5py.h5s.create_simple((0,) + shape, (h5py.h5s.UNLIMITED,) + shape)
+            dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+            dcpl.set_chunk((1,) + shape)  # one frame per chunk
+            h5py.h5d.create(f.id, name.encode(), self._bf16, space, dcpl=dcpl)
+        if self.tied:
+            for name in self.names:
+                for alias in {n for n in PARAM_TENSORS if tied_name(n) == name} - {name}:
+                    f[alias] = f[name]  # hard link: one dataset, two names
+        for name, dtype in SCALARS.items():
+            f.create_dataset(name, shape=(0,), maxshape=(None,), chunks=(4096,), dtype=dtype)
+        if tokens is not None:
+            if len(tokens.dead_mask) != self.vocab or len(tokens.counts) != self.vocab or len(tokens.strings) != self.vocab:
+                raise ValueError(f"Token tables must have {self.vocab} entries (the vocab size).")
+            f.create_dataset("tokens/dead_mask", data=np.asarray(tokens.dead_mask, dtype=bool))
+            f.create_dataset("tokens/counts", data=np.asarray(tokens.counts, dtype=np.int64))
+            f.create_dataset("tokens/strings", data=tokens.strings, dtype=h5py.string_dtype("utf-8"))
+        attrs = {
+            "format_version": FORMAT_VERSION,
+            "record_every": self.config.every,
+            "tied": self.tied,
+            "vocab_size": self.vocab,
+            "dim": self.dim,
+            "tensors": json.dumps(list(self.config.tensors)),
+            "environment": json.dumps(environment()),
+            **{k: json.dumps(v) if isinstance(v, (dict, list, tuple)) else v for k, v in metadata.items()},
+            "frames_complete": 0,
+            "closed_cleanly": False,
+        }
+        for key, value in attrs.items():
+            f.attrs[key] = "null" if value is None else value
+
+    def _host_buffers(self, pinned: bool) -> dict[str, torch.Tensor]:
+        return {
+            name: torch.empty(
+                (self.vocab,) if name == "logits" else (self.vocab, self.dim), dtype=torch.bfloat16, pin_memory=pinned
+            )
+            for name in self.names
+        }
+
+    # ---------------------------------------------------------------- training thread
+    def should_record(self, step: int, last_step: int) -> bool:
+        """Whether optimizer step `step` (0 = initial state) gets a frame."""
+        return step == 0 or step % self.config.every == 0 or step == last_step
+
+    def wants(self, name: str) -> bool:
+        """Whether a frame needs tensor `name` (E-side names count as W-side in tied runs)."""
+        return (tied_name(name) if self.tied else name) in self.names
+
+    def append(self, step: int, tensors: dict[str, torch.Tensor], **scalars: float | torch.Tensor) -> None:
+        """Queue one frame. `tensors` maps stored names to (V, D) or (V,) bf16 tensors on any device;
+        `scalars` are loss, lr, grad_norm (floats or 0-d device tensors, read by the writer
+        thread so the training thread never waits on the device).
+
+        Returns once the tensors are copied (or their copy is queued on the device stream);
+        blocks while every host buffer is waiting to be written.
+        """
+        self._raise_if_failed()
+        if self._closed:
+            raise RecorderError(f"Trajectory {self.path} is closed.")
+        missing = [n for n in self.names if n not in tensors]
+        if missing:
+            raise KeyError(f"Frame for step {step} lacks {', '.join(missing)}.")
+        slot = self._take_slot()
+        non_blocking = self.device.type == "cuda"  # MPS: blocking copies (non_blocking reads can be stale)
+        for name in self.names:
+            src = tensors[name].detach()
+            if src.dtype != torch.bfloat16:
+                raise TypeError(f"{name} must be bfloat16, got {src.dtype}.")
+            slot.buffers[name].copy_(src, non_blocking=non_blocking)
+        if non_blocking:
+            slot.ready = torch.cuda.Event()
+            slot.ready.record()
+        slot.step = step
+        slot.scalars = {k: scalars.get(k, float("nan")) for k in ("loss", "lr", "grad_norm")}
+        self._todo.put(slot)
+
+    def _take_slot(self) -> _Slot:
+        while True:
+            try:
+                return self._free.get(timeout=0.5)
+            except queue.Empty:
+                self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            kind = type(self._error) if isinstance(self._error, RecorderError) else RecorderError
+            raise kind(
+                f"Writing trajectory {self.path} failed after {self.frames_written} frames: {self._error}. "
+                f"Frames 0..{self.frames_complete - 1} are complete on disk (attribute frames_complete = "
+                f"{self.frames_complete})."
+            ) from self._error
+
+    # ---------------------------------------------------------------- writer thread
+    def _write_loop(self) -> None:
+        last_flush = time.monotonic()
+        unflushed = 0
+        while True:
+            slot = self._todo.get()
+            if slot is None:
+                break
+            if self._error is None:
+                try:
+                    self._write_frame(slot)
+                    unflushed += 1
+                    now = time.monotonic()
+                    if unflushed >= self.config.flush_every_frames or now - last_flush >= self.config.flush_every_seconds:
+                        self._flush()
+                        unflushed, last_flush = 0, now
+                except BaseException as exc:  # keep draining so the training thread never deadlocks
+                    log.error("Writing %s failed: %s", self.path, exc)
+                    self._error = exc
+            self._free.put(slot)
+
+    def _write_frame(self, slot: _Slot) -> None:
+        if slot.ready is not None:
+            slot.ready.synchronize()
+        n = self.frames_written
+        self._check_free_space()
+        for name in self.names:
+            dset = self.file[name]
+            dset.resize(n + 1, axis=0)
+            bits = to_bits(slot.buffers[name])
+            fspace = dset.id.get_space()
+            fspace.select_hyperslab((n,) + (0,) * bits.ndim, (1,) + bits.shape)
+            mspace = h5py.h5s.create_simple((1,) + bits.shape)
+            dset.id.write(mspace, fspace, bits, mtype=self._bf16)
+            self.bytes_written += bits.nbytes
+        for name in SCALARS:
+            dset = self.file[name]
+            dset.resize(n + 1, axis=0)
+            dset[n] = slot.step if name == "step" else float(slot.scalars[name])
+        self.frames_written = n + 1
+
+    def _check_free_space(self) -> None:
+        """Stop before HDF5 meets a full disk: an HDF5 write that fails midway can leave the
+        library unable to close the file, while a stop here closes it cleanly."""
+        need = self._frame_bytes + int(self.config.disk_reserve_mb * 2**20)
+        free = shutil.disk_usage(self.path.parent).free
+        if free < need:
+            raise DiskFullError(
+                f"the disk is full: {free / 2**20:.1f} MiB free in {self.path.parent}, a frame needs "
+                f"{self._frame_bytes / 2**20:.1f} MiB plus {self.config.disk_reserve_mb} MiB kept for closing the file"
+            )
+
+    def _flush(self) -> None:
+        """Make every written frame durable, then (and only then) advance frames_complete."""
+        self.file.flush()
+        if self.config.fsync:
+            os.fsync(self.file.id.get_vfd_handle())
+        self.file.attrs["frames_complete"] = self.frames_written
+        self.file.flush()
+        self.frames_complete = self.frames_written
+
+    # ---------------------------------------------------------------- closing
+    def close(self) -> None:
+        """Write every queued frame, flush, mark the file closed cleanly. Idempotent.
+
+        After a failed write (a full disk, say) the frames named by frames_complete stay
+        readable and the failure is raised as a RecorderError.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._todo.put(None)
+        self._thread.join()
+        try:
+            if self._error is None or isinstance(self._error, DiskFullError):
+                self._flush()  # a disk-full stop left HDF5 intact: keep every written frame
+            if self._error is None:
+                self.file.attrs["closed_cleanly"] = True
+                self.file.flush()
+        except Exception as exc:
+            self._error = exc
+        finally:
+            try:
+                self.file.close()
+            except Exception as exc:  # HDF5 flushes again on close; after a full disk that fails too
+                log.debug("closing %s after a failure: %s", self.path, exc)
+        self._raise_if_failed()
+
+    def __enter__(self) -> TrajectoryWriter:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

@@ -1,0 +1,205 @@
+"""Lazy reader of trajectory files (see core.recorder for the layout).
+
+    traj = Trajectory("runs/flannel_1.h5")
+    traj["W"][0]              # (V, D) bf16 tensor, the initial W, bit-exact
+    traj["W"][10:20, traj.dead]  # (10, n_dead, D)
+    traj["loss"][:]           # (n_frames,) float32 numpy array
+    for start, block in traj.iter_frames("W", chunk=64): ...   # streams a 7.7 GB file
+
+Only frames up to the file's `frames_complete` attribute exist for the reader, so a file
+from a killed run reads exactly the frames that were fully on disk. Files being written
+can be opened too (SWMR); `refresh()` picks up frames written since.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import h5py
+import numpy as np
+import torch
+
+from core.bf16 import from_bits, is_hdf5_bfloat16
+from core.recorder import FORMAT_VERSION
+
+Index = int | slice | np.ndarray | list[int]
+
+
+class TensorView:
+    """One recorded quantity, indexed [frames] or [frames, tokens], read on demand."""
+
+    def __init__(self, traj: Trajectory, name: str, dataset: h5py.Dataset):
+        self.traj, self.name, self.dataset = traj, name, dataset
+        self.is_bf16 = is_hdf5_bfloat16(dataset.id.get_type())
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.traj),) + self.dataset.shape[1:]
+
+    def __len__(self) -> int:
+        return len(self.traj)
+
+    def __getitem__(self, key: Index | tuple) -> torch.Tensor | np.ndarray:
+        """[frames] or [frames, tokens, ...]: frames are read from disk, the rest indexes in memory."""
+        frames, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        n = len(self.traj)
+        if isinstance(frames, (int, np.integer)):
+            f = int(frames) + n if frames < 0 else int(frames)
+            if not 0 <= f < n:
+                raise IndexError(f"frame {frames} out of range for {self.name} with {n} complete frames")
+            out = self._read(f, f + 1)[0]
+        elif isinstance(frames, slice):
+            start, stop, stride = frames.indices(n)
+            out = self._read(start, max(start, stop))[::stride] if stride > 0 else self._read(0, n)[frames]
+        else:
+            idx = np.asarray(frames)
+            if idx.size and (idx.min() < -n or idx.max() >= n):
+                raise IndexError(f"frames {idx.tolist()} out of range for {self.name} with {n} complete frames")
+            out = self._read(0, n)[self._index(idx)]
+        if rest:
+            lead = () if isinstance(frames, (int, np.integer)) else (slice(None),)
+            out = out[lead + tuple(self._index(k) for k in rest)]
+        return out
+
+    def _index(self, key):
+        """Array-like indices become tensors for bf16 (torch) data."""
+        if self.is_bf16 and not isinstance(key, (int, np.integer, slice)):
+            return torch.as_tensor(np.asarray(key))
+        return key
+
+    def _read(self, start: int, stop: int) -> torch.Tensor | np.ndarray:
+        """Frames [start, stop): bf16 as raw bits -> torch.bfloat16; others as numpy."""
+        if not self.is_bf16:
+            return self.dataset[start:stop]
+        shape = (stop - start,) + self.dataset.shape[1:]
+        bits = np.empty(shape, dtype=np.uint16)
+        if stop > start:
+            fspace = self.dataset.id.get_space()
+            fspace.select_hyperslab((start,) + (0,) * (len(shape) - 1), shape)
+            mspace = h5py.h5s.create_simple(shape)
+            self.dataset.id.read(mspace, fspace, bits, mtype=self.dataset.id.get_type())
+        return from_bits(bits)
+
+
+class Trajectory:
+    """A trajectory file opened read-only and lazily. Use as a context manager or close()."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"Trajectory file not found: {self.path}")
+        try:
+            self.file = h5py.File(self.path, "r", libver="latest", swmr=True)
+        except OSError as exc:
+            raise OSError(f"Cannot open trajectory {self.path}: {exc}") from exc
+        version = self.file.attrs.get("format_version")
+        if version != FORMAT_VERSION:
+            self.file.close()
+            raise ValueError(f"{self.path} has format_version {version}; this reader knows {FORMAT_VERSION}.")
+        self._frames = int(self.file.attrs["frames_complete"])
+
+    # -------------------------------------------------------------- frames
+    def __len__(self) -> int:
+        """Frames complete on disk."""
+        return self._frames
+
+    def refresh(self) -> int:
+        """Reopen a file that is still being written and return its new frame count.
+
+        Views taken before the refresh keep reading the old handle; take new ones.
+        """
+        self.file.close()
+        self.file = h5py.File(self.path, "r", libver="latest", swmr=True)
+        self._frames = int(self.file.attrs["frames_complete"])
+        return self._frames
+
+    @property
+    def names(self) -> list[str]:
+        """Every recorded quantity (tied runs list both E and W names)."""
+        return sorted(k for k, v in self.file.items() if isinstance(v, h5py.Dataset))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.names
+
+    def __getitem__(self, name: str) -> TensorView:
+        if name not in self.names:
+            raise KeyError(f"{self.path} has no {name!r}. Recorded: {', '.join(self.names)}.")
+        return TensorView(self, name, self.file[name])
+
+    @property
+    def steps(self) -> np.ndarray:
+        """Optimizer step of each complete frame: (n_frames,) int64."""
+        return self["step"][:]
+
+    def frame_of_step(self, step: int) -> int:
+        hits = np.flatnonzero(self.steps == step)
+        if not hits.size:
+            raise KeyError(f"Step {step} was not recorded in {self.path} (record_every = {self.meta['record_every']}).")
+        return int(hits[0])
+
+    def iter_frames(self, name: str, chunk: int = 64, tokens: Index | None = None) -> Iterator[tuple[int, Any]]:
+        """(first frame, block of up to `chunk` frames) over the whole file, in bounded memory."""
+        view = self[name]
+        for start in range(0, len(self), chunk):
+            block = view[start : start + chunk]
+            yield start, (block if tokens is None else block[:, tokens])
+
+    # -------------------------------------------------------------- tables and metadata
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Run metadata: attributes, with JSON-encoded ones decoded."""
+        out = {}
+        for key, value in self.file.attrs.items():
+            if isinstance(value, bytes):
+                value = value.decode()
+            if isinstance(value, str) and (value[:1] in ("{", "[") or value == "null"):
+                try:
+                    value = json.loads(value)
+                except json.JSONDecodeError:
+                    pass
+            elif isinstance(value, np.generic):
+                value = value.item()
+            out[key] = value
+        return out
+
+    @property
+    def tied(self) -> bool:
+        return bool(self.file.attrs["tied"])
+
+    def _tokens(self, name: str) -> np.ndarray:
+        if f"tokens/{name}" not in self.file:
+            raise KeyError(f"{self.path} has no token table tokens/{name}.")
+        return self.file[f"tokens/{name}"][:]
+
+    @property
+    def dead_mask(self) -> np.ndarray:
+        return self._tokens("dead_mask").astype(bool)
+
+    @property
+    def dead(self) -> np.ndarray:
+        """Ids of tokens that never occur in the training corpus."""
+        return np.flatnonzero(self.dead_mask)
+
+    @property
+    def live(self) -> np.ndarray:
+        return np.flatnonzero(~self.dead_mask)
+
+    @property
+    def counts(self) -> np.ndarray:
+        return self._tokens("counts")
+
+    @property
+    def strings(self) -> list[str]:
+        return [s.decode() if isinstance(s, bytes) else s for s in self._tokens("strings")]
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> Trajectory:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

@@ -1,0 +1,299 @@
+"""core.recorder + core.trajectory: round trips, plain-h5py readability, crash safety."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from core.bf16 import from_bits, hdf5_bfloat16, to_bits
+from core.data import DataConfig
+from core.model import ModelConfig
+from core.recorder import PARAM_TENSORS, RecordConfig, RecorderError, TokenTables, TrajectoryWriter
+from core.run import frame_tensors, train_and_record
+from core.train import Training, TrainConfig
+from core.trajectory import Trajectory
+
+V, D = 1000, 64
+ALL = list(PARAM_TENSORS) + ["logits", "loss"]
+CHILD = Path(__file__).with_name("record_child.py")
+
+
+def small_training(random_ids, tied, steps) -> Training:
+    return Training(
+        random_ids,
+        ModelConfig(vocab_size=V, tied=tied),
+        data_cfg=DataConfig(seq_len=32, batch_size=4),
+        train_cfg=TrainConfig(steps=steps, device="cpu"),
+    )
+
+
+def expected_frames(random_ids, tied, steps, every, names):
+    """Frames recomputed by a second, identical training run, tensors cloned in memory."""
+    training = small_training(random_ids, tied, steps)
+    frames = {0: frame_tensors(training, names, None)}
+    frames[0] = {k: v.clone() for k, v in frames[0].items()}
+    capture = tuple(n for n in names if n.startswith("grad_"))
+    for step in range(1, steps + 1):
+        result = training.step(capture_grads=capture, capture_logits=True)
+        if step % every == 0 or step == steps:
+            frames[step] = {k: v.clone() for k, v in frame_tensors(training, names, result).items()}
+            frames[step]["loss"] = result.loss.item()
+    return frames
+
+
+def token_tables(random_ids) -> TokenTables:
+    counts = np.bincount(random_ids.numpy(), minlength=V)
+    return TokenTables(counts == 0, counts, [f"tok{i}" for i in range(V - 1)] + ["สวัสดี"])
+
+
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+@pytest.mark.parametrize("every", [1, 3])
+def test_round_trip_every_tensor_kind(tmp_path, random_ids, tied, every):
+    steps, path = 7, tmp_path / "run.h5"
+    config = RecordConfig(tensors=ALL, every=every, queue_frames=2)
+    with TrajectoryWriter(path, vocab_size=V, dim=D, tied=tied, config=config, tokens=token_tables(random_ids)) as w:
+        train_and_record(small_training(random_ids, tied, steps), w)
+        names = w.names
+    expected = expected_frames(random_ids, tied, steps, every, names)
+    with Trajectory(path) as traj:
+        assert traj.steps.tolist() == sorted(expected)  # 0, every, 2*every, ..., last
+        assert len(traj) == len(expected)
+        for frame, step in enumerate(traj.steps):
+            for name in ALL:
+                if name == "loss":
+                    want = np.float32(expected[step]["loss"]) if step else np.float32("nan")
+                    np.testing.assert_array_equal(traj["loss"][frame], want)
+                    continue
+                stored = name[:-1] + "W" if tied and name.endswith("E") else name
+                got = traj[name][frame]
+                assert got.dtype == torch.bfloat16
+                assert torch.equal(got, expected[step][stored]), f"{name} frame {frame} (step {step})"
+        assert torch.equal(traj["grad_E"][0], torch.zeros(V, D, dtype=torch.bfloat16))
+        assert traj.tied is tied
+        assert traj.strings[-1] == "สวัสดี"
+        assert set(traj.dead.tolist()) == set(range(700, V))
+        assert traj.meta["closed_cleanly"] is True
+
+
+def test_tied_run_stores_the_shared_matrix_once(tmp_path, random_ids):
+    path = tmp_path / "tied.h5"
+    with TrajectoryWriter(path, vocab_size=V, dim=D, tied=True, config=RecordConfig(tensors=["E", "W"])) as w:
+        train_and_record(small_training(random_ids, True, 2), w)
+    with h5py.File(path, "r") as f:
+        assert f["E"].id == f["W"].id  # a hard link: one dataset, two names
+    assert path.stat().st_size < 3 * V * D * 2 * 1.5  # 3 frames once, not twice
+
+
+def write_synthetic(path, frames: list[torch.Tensor], **kw) -> None:
+    with TrajectoryWriter(path, vocab_size=V, dim=D, tied=False, config=RecordConfig(tensors=["W"]), **kw) as w:
+        for step, frame in enumerate(frames):
+            w.append(step, {"W": frame})
+
+
+def special_values_frame() -> torch.Tensor:
+    gen = torch.Generator().manual_seed(1)
+    w = torch.randn(V, D, generator=gen).to(torch.bfloat16)
+    specials = torch.tensor([float("nan"), float("inf"), -float("inf"), -0.0, 0.0, 1e-40, -1e-40, 3.0e38, 2**-133])
+    w[0, : len(specials)] = specials.to(torch.bfloat16)
+    return w
+
+
+def test_bits_survive_nan_inf_signed_zero_and_subnormals(tmp_path):
+    frame = special_values_frame()
+    write_synthetic(tmp_path / "s.h5", [frame])
+    with Trajectory(tmp_path / "s.h5") as traj:
+        got = traj["W"][0]
+    assert np.array_equal(to_bits(got), to_bits(frame))
+
+
+def test_plain_h5py_reads_exact_float_values(tmp_path):
+    frame = special_values_frame()
+    write_synthetic(tmp_path / "p.h5", [frame, frame * 2])
+    with h5py.File(tmp_path / "p.h5", "r") as f:  # no project code on this side
+        w = f["W"]
+        assert w.dtype == np.float32
+        np.testing.assert_array_equal(w[1], (frame * 2).float().numpy())
+        np.testing.assert_array_equal(w.astype("float32")[0], frame.float().numpy())
+        t = w.id.get_type()
+        assert (t.get_size(), t.get_fields(), t.get_ebias()) == (2, (15, 7, 8, 0, 7), 127)
+
+
+@pytest.mark.skipif(shutil.which("h5dump") is None, reason="h5dump (hdf5-tools) not installed")
+def test_h5dump_reads_the_values(tmp_path):
+    frame = torch.full((V, D), 0.5, dtype=torch.bfloat16)
+    frame[0, 0] = -1.25
+    write_synthetic(tmp_path / "d.h5", [frame])
+    out = subprocess.run(["h5dump", "-d", "/W", "-s", "0,0,0", "-c", "1,1,2", str(tmp_path / "d.h5")],
+                         capture_output=True, text=True, check=True).stdout
+    assert "-1.25, 0.5" in out.replace("\n", " ")
+
+
+def test_bf16_type_matches_torch_rounding():
+    x = torch.randn(4096)
+    bits = to_bits(x.to(torch.bfloat16))
+    back = from_bits(bits)
+    assert torch.equal(back, x.to(torch.bfloat16))
+    assert hdf5_bfloat16().get_size() == 2
+
+
+def test_metadata_and_token_tables(tmp_path, random_ids):
+    path = tmp_path / "m.h5"
+    meta = {"scenario": {"name": "x", "train": {"steps": 2}}, "device": "cpu", "seeds": [42, 42], "git_commit": None}
+    with TrajectoryWriter(path, vocab_size=V, dim=D, tied=True, metadata=meta, tokens=token_tables(random_ids)) as w:
+        train_and_record(small_training(random_ids, True, 2), w)
+    with Trajectory(path) as traj:
+        m = traj.meta
+        assert m["format_version"] == 1 and m["frames_complete"] == 3 and m["record_every"] == 1
+        assert m["scenario"] == meta["scenario"] and m["seeds"] == [42, 42] and m["git_commit"] is None
+        assert m["environment"]["torch"] == torch.__version__
+        assert traj.counts.sum() == len(random_ids)
+        assert traj.dead_mask.dtype == bool and traj.dead_mask.sum() == 300
+        assert len(traj.live) == 700
+
+
+def test_slicing_and_streaming_read_only_what_is_asked(tmp_path):
+    frames = [torch.full((V, D), float(i), dtype=torch.bfloat16) for i in range(10)]
+    write_synthetic(tmp_path / "f.h5", frames)
+    with Trajectory(tmp_path / "f.h5") as traj:
+        assert traj["W"].shape == (10, V, D)
+        assert traj["W"][2:5].shape == (3, V, D) and traj["W"][4, 0, 0] == 4
+        assert traj["W"][-1, [3, 5]].shape == (2, D)
+        assert traj["W"][::4][:, 0, 0].tolist() == [0.0, 4.0, 8.0]
+        blocks = list(traj.iter_frames("W", chunk=4, tokens=[1, 2]))
+        assert [s for s, _ in blocks] == [0, 4, 8] and blocks[-1][1].shape == (2, 2, D)
+        with pytest.raises(IndexError, match="out of range"):
+            traj["W"][10]
+        with pytest.raises(KeyError, match="has no 'grad_W'. Recorded: W"):
+            traj["grad_W"]
+
+
+def test_existing_file_is_never_overwritten(tmp_path):
+    path = tmp_path / "x.h5"
+    write_synthetic(path, [torch.zeros(V, D, dtype=torch.bfloat16)])
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError, match="x.h5 already exists"):
+        write_synthetic(path, [torch.ones(V, D, dtype=torch.bfloat16)])
+    assert path.read_bytes() == before
+
+
+def test_unwritable_destination_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a directory")
+    with pytest.raises(RecorderError, match="is not a directory"):
+        write_synthetic(blocker / "run.h5", [])
+
+
+def test_too_little_free_space_is_refused_before_training(tmp_path):
+    free = shutil.disk_usage(tmp_path).free
+    frames = free // (V * D * 2) + 10
+    with pytest.raises(RecorderError, match="GB free"):
+        TrajectoryWriter(tmp_path / "big.h5", vocab_size=V, dim=D, tied=False, expected_frames=frames)
+    assert not (tmp_path / "big.h5").exists()
+
+
+def test_unknown_tensor_is_rejected():
+    with pytest.raises(ValueError, match="Unknown tensor 'V'. Available: E, W, grad_E"):
+        TrajectoryWriter("/tmp/never.h5", vocab_size=V, dim=D, tied=False, config=RecordConfig(tensors=["V"]))
+
+
+def poll_frames(path: Path, at_least: int, proc: subprocess.Popen, timeout: float = 120.0) -> int:
+    """Wait until a live file (read with SWMR) names `at_least` complete frames."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"child exited early: {proc.returncode} {proc.stderr.read()}")
+        try:
+            with Trajectory(path) as traj:
+                if len(traj) >= at_least:
+                    return len(traj)
+        except (OSError, KeyError, FileNotFoundError):
+            pass  # not created yet
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for frames")
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_leaves_every_complete_frame_exact(tmp_path, random_ids):
+    sys.path.insert(0, str(CHILD.parent))
+    import record_child
+
+    steps = 40
+    kill_after = random.Random().randint(3, 25)
+    path = tmp_path / "killed.h5"
+    proc = subprocess.Popen([sys.executable, str(CHILD), str(path), str(steps)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    poll_frames(path, kill_after, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with Trajectory(path) as traj:
+        n = len(traj)
+        assert kill_after <= n < steps + 1, f"killed after {kill_after} frames, file says {n}"
+        assert traj.meta["closed_cleanly"] is False
+        training = record_child.make_training(steps)
+        names = ["E", "W", "grad_W", "exp_avg_W"]
+        for frame in range(n):
+            if frame:
+                result = training.step(capture_grads=("grad_W",))
+                assert traj["loss"][frame] == np.float32(result.loss.item())
+            want = frame_tensors(training, names, None)
+            for name in names:
+                assert torch.equal(traj[name][frame], want[name]), f"{name} frame {frame} of {n}"
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A real 3 MiB filesystem (tmpfs); needs root, as CI and this project's machines have."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def run_child(path: Path, steps: int, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(CHILD), str(path), str(steps), *extra],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_full_disk_stops_cleanly_and_keeps_every_written_frame(small_disk):
+    # 4 tensors of 128 KiB: 0.5 MiB a frame, so about 5 frames fit in 3 MiB beside the reserve.
+    path = small_disk / "full.h5"
+    proc = run_child(path, 60, "--reserve-mb", "0.25")
+    assert proc.returncode == 3, proc.stderr
+    assert "DiskFullError: Writing trajectory" in proc.stderr and "full.h5" in proc.stderr
+    assert "the disk is full" in proc.stderr and "are complete on disk" in proc.stderr
+    with Trajectory(path) as traj:
+        n = len(traj)
+        assert 3 <= n < 61
+        assert traj.steps.tolist() == list(range(n))
+        assert torch.isfinite(traj["W"][n - 1].float()).all()
+        assert traj.meta["closed_cleanly"] is False
+
+
+@pytest.mark.slow
+def test_failed_hdf5_write_still_names_the_frames_that_are_safe(tmp_path):
+    # A file-size limit makes HDF5's own write fail (EFBIG), past the free-space guard.
+    path = tmp_path / "limited.h5"
+    proc = run_child(path, 30, "--fsize-limit", str(6 * 4 * V * D * 2), "--reserve-mb", "0")
+    assert proc.returncode != 0
+    assert "RecorderError: Writing trajectory" in proc.stderr and "limited.h5" in proc.stderr
+    assert "File too large" in proc.stderr and "are complete on disk" in proc.stderr
+    with Trajectory(path) as traj:
+        assert 1 <= len(traj) < 31
+        for frame in range(len(traj)):
+            assert torch.isfinite(traj["W"][frame].float()).all()
+        assert traj.steps.tolist() == list(range(len(traj)))
