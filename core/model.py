@@ -1,7 +1,7 @@
 """Tiny GPT-2 (Flannel / Thimble shape) from transformers, in bfloat16, seeded as the notebooks.
 
 Initialisation order, as notebooks 1.20a/b ran it:
-  1. torch.manual_seed(seed); build GPT2LMHeadModel (GPT-2's own init for every weight);
+  1. torch.manual_seed(weights_seed, default seed); build GPT2LMHeadModel (GPT-2's own init for every weight);
      cast the whole model to bfloat16.
   2. torch.manual_seed(seed) again; draw randn(vocab, dim) in float32, multiply by `std`,
      cast to bfloat16; copy into E (wte). Untied runs copy the same matrix into W
@@ -38,8 +38,9 @@ class ModelConfig:
 
 @dataclass
 class InitConfig:
-    seed: int = 42  # notebooks: RANDOM_SEED = 42 (INIT_SEED in 1.20h)
+    seed: int = 42  # notebooks: RANDOM_SEED = 42 (INIT_SEED in 1.20h): seeds the embedding draw
     std: float = 0.02  # notebooks: INIT_SCALE = 0.02
+    weights_seed: int = -1  # seeds GPT-2's own init of the other weights; -1 = `seed` (1.20h: BASE_TRAIN_SEED)
     untied_init: str = "copy"  # untied runs: W starts as a copy of E ("copy") or its own draw
 
 
@@ -62,7 +63,7 @@ def build_model(cfg: ModelConfig, init: InitConfig, device: torch.device | str =
         bos_token_id=None,  # GPT-2's 50256 lies outside a 10k vocab; no generation here
         eos_token_id=None,
     )
-    torch.manual_seed(init.seed)
+    torch.manual_seed(init.seed if init.weights_seed < 0 else init.weights_seed)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # GPT2Config chatter about unused loss_type etc.
     try:

@@ -158,6 +158,8 @@ class TrajectoryWriter:
         self.file = h5py.File(self.path, "w", libver="latest")
         self._bf16 = hdf5_bfloat16()
         self._create_layout(metadata or {}, tokens)
+        self._datasets = {name: self.file[name] for name in self.names + list(SCALARS)}
+        self._pending_scalars: list[tuple] = []
         self.file.swmr_mode = True
         self.file.flush()
 
@@ -308,24 +310,33 @@ class TrajectoryWriter:
             self._free.put(slot)
 
     def _write_frame(self, slot: _Slot) -> None:
+        """Write one frame: each tensor is exactly one chunk, written as raw bytes."""
         if slot.ready is not None:
             slot.ready.synchronize()
         n = self.frames_written
         self._check_free_space()
         for name in self.names:
-            dset = self.file[name]
+            dset = self._datasets[name]
             dset.resize(n + 1, axis=0)
             bits = to_bits(slot.buffers[name])
-            fspace = dset.id.get_space()
-            fspace.select_hyperslab((n,) + (0,) * bits.ndim, (1,) + bits.shape)
-            mspace = h5py.h5s.create_simple((1,) + bits.shape)
-            dset.id.write(mspace, fspace, bits, mtype=self._bf16)
+            dset.id.write_direct_chunk((n,) + (0,) * bits.ndim, bits)
             self.bytes_written += bits.nbytes
-        for name in SCALARS:
-            dset = self.file[name]
-            dset.resize(n + 1, axis=0)
-            dset[n] = slot.step if name == "step" else float(slot.scalars[name])
+        self._pending_scalars.append(
+            (slot.step, *(float(slot.scalars[k]) for k in ("loss", "lr", "grad_norm")))
+        )
         self.frames_written = n + 1
+
+    def _write_scalars(self) -> None:
+        """Append the scalars of the frames written since the last flush, in one block."""
+        if not self._pending_scalars:
+            return
+        start = self.frames_written - len(self._pending_scalars)
+        columns = list(zip(*self._pending_scalars))
+        for name, values in zip(SCALARS, columns):
+            dset = self._datasets[name]
+            dset.resize(self.frames_written, axis=0)
+            dset[start:] = np.asarray(values, dtype=SCALARS[name])
+        self._pending_scalars.clear()
 
     def _check_free_space(self) -> None:
         """Stop before HDF5 meets a full disk: an HDF5 write that fails midway can leave the
@@ -340,6 +351,7 @@ class TrajectoryWriter:
 
     def _flush(self) -> None:
         """Make every written frame durable, then (and only then) advance frames_complete."""
+        self._write_scalars()
         self.file.flush()
         if self.config.fsync:
             os.fsync(self.file.id.get_vfd_handle())

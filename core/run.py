@@ -30,19 +30,24 @@ def train_and_record(
     training: Training,
     writer: TrajectoryWriter | None,
     on_step: Callable[[StepResult], None] | None = None,
+    until: int | None = None,
 ) -> StepResult | None:
-    """Run every remaining step of `training`, appending the frames `writer` asks for.
+    """Run the remaining steps of `training` (up to step `until`, default all), appending
+    the frames `writer` asks for.
 
     Frame 0 (the initial state) is written first when no step has run yet. Returns the
-    last step's result. `on_step` sees every result (progress, logging).
+    last step's result. `on_step` sees every result (progress, logging). Stopping early
+    at `until` gives a prefix of the full run's frames (the LR schedule still spans
+    all `train.steps`).
     """
     total = training.train_cfg.steps
+    until = total if until is None else min(until, total)
     names = writer.names if writer is not None else []
     capture = tuple(n for n in names if n.startswith("grad_"))
     if writer is not None and training.steps_done == 0:
         writer.append(0, frame_tensors(training, names, None))
     result = None
-    while training.steps_done < total:
+    while training.steps_done < until:
         record = writer is not None and writer.should_record(training.steps_done + 1, total)
         result = training.step(capture_grads=capture if record else (), capture_logits=record and "logits" in names)
         if record:

@@ -100,6 +100,7 @@ class Trajectory:
             self.file.close()
             raise ValueError(f"{self.path} has format_version {version}; this reader knows {FORMAT_VERSION}.")
         self._frames = int(self.file.attrs["frames_complete"])
+        self._names = sorted(k for k, v in self.file.items() if isinstance(v, h5py.Dataset))
 
     # -------------------------------------------------------------- frames
     def __len__(self) -> int:
@@ -119,7 +120,7 @@ class Trajectory:
     @property
     def names(self) -> list[str]:
         """Every recorded quantity (tied runs list both E and W names)."""
-        return sorted(k for k, v in self.file.items() if isinstance(v, h5py.Dataset))
+        return self._names
 
     def __contains__(self, name: str) -> bool:
         return name in self.names

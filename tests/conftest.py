@@ -48,3 +48,57 @@ def random_ids() -> torch.Tensor:
     """20k token ids drawn from [0, 700) for a vocab of 1,000: ids 700..999 are dead."""
     rng = np.random.default_rng(0)
     return torch.tensor(rng.integers(0, 700, size=20_000), dtype=torch.long)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory, small_tokenizer, mixed_corpus_files):
+    """A saved 800-token tokenizer and an English-only corpus file, for tiny scenarios."""
+    d = tmp_path_factory.mktemp("tiny_data")
+    tokenizer = d / "tokenizer.json"
+    small_tokenizer.save(str(tokenizer))
+    return tokenizer, mixed_corpus_files[1]
+
+
+TINY_SCENARIO = """\
+name = "{name}"
+version = 1
+summary = "A tiny untied run for tests."
+
+[model]
+vocab_size = 800
+n_positions = 32
+tied = {tied}
+
+[data]
+tokenizer = "{tokenizer}"
+corpus = "{corpus}"
+seq_len = 32
+batch_size = 4
+
+[train]
+steps = {steps}
+device = "cpu"
+
+[record]
+tensors = {tensors}
+
+[scale.smoke]
+train.steps = {smoke_steps}
+"""
+
+
+@pytest.fixture()
+def write_scenario(tmp_path, tiny_data):
+    """Write a tiny scenario file (plus extra TOML) into tmp_path/scenarios and return its path."""
+
+    def write(extra: str = "", name: str = "tiny", tied: bool = False, steps: int = 4, smoke_steps: int = 3,
+              tensors: str = '["E", "W", "grad_E", "grad_W", "loss"]', folder: str = "scenarios"):
+        d = tmp_path / folder
+        d.mkdir(exist_ok=True)
+        path = d / f"{name}.toml"
+        text = TINY_SCENARIO.format(name=name, tied=str(tied).lower(), tokenizer=tiny_data[0], corpus=tiny_data[1],
+                                    steps=steps, smoke_steps=smoke_steps, tensors=tensors)
+        path.write_text(text + extra, encoding="utf-8")
+        return path
+
+    return write

@@ -1,0 +1,1 @@
+"""Harness: wires the numeric core into scenarios, recordings, checks and a CLI."""

@@ -1,0 +1,380 @@
+"""The check registry: named invariants that read a recorded trajectory file.
+
+A check is a function `(ctx, **args) -> Verdict`, registered with `@check("name")`. Its
+keyword arguments (with annotations and defaults) are what a scenario's `[[expect]]`
+table may set; anything else is an error naming the file, the expectation and the
+allowed arguments. Checks read the file, never the live model, so a passing check also
+proves the file is right; they stream frames, so a 7.7 GB file is fine.
+
+Token sets: "dead" (never in the training corpus), "live", "all", or a list of ids.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from core.recorder import RECORDABLE, SCALARS, stored_tensors
+from core.trajectory import Trajectory
+
+log = logging.getLogger(__name__)
+
+TokenSet = typing.Union[str, list[int]]
+TOKEN_SET_NAMES = ("dead", "live", "all")
+STREAM_FRAMES = 32  # frames read at a time: 32 x 10,000 x 64 x 2 bytes = 41 MB
+SHOW = 10  # how many offending tokens / steps a failure names
+
+
+@dataclass
+class Verdict:
+    passed: bool
+    message: str  # observed vs expected, in words and numbers
+    worst: dict[str, Any] = field(default_factory=dict)  # offending token ids / steps, for reports
+
+
+@dataclass
+class CheckContext:
+    traj: Trajectory
+    scenario: Any  # harness.scenario.Scenario
+    rerun: Callable[[int], Path] | None = None  # run the first n steps again into a new file
+
+
+CheckFn = Callable[..., Verdict]
+REGISTRY: dict[str, CheckFn] = {}
+
+
+def check(name: str) -> Callable[[CheckFn], CheckFn]:
+    """Register a check under `name`; a second check of the same name is an error."""
+
+    def register(fn: CheckFn) -> CheckFn:
+        if name in REGISTRY:
+            raise ValueError(f"Check {name!r} is already registered (by {REGISTRY[name].__module__}).")
+        REGISTRY[name] = fn
+        return fn
+
+    return register
+
+
+def get_check(name: str) -> CheckFn:
+    if name not in REGISTRY:
+        raise KeyError(f"Unknown check {name!r}. Available: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name]
+
+
+def check_parameters(fn: CheckFn) -> dict[str, inspect.Parameter]:
+    return dict(list(inspect.signature(fn).parameters.items())[1:])  # all but ctx
+
+
+# ------------------------------------------------------------------ expectations
+def parse_expectations(where: str, tables: list, scenario) -> list:
+    """Validate `[[expect]]` tables into Expectations (checks, arguments, recorded tensors)."""
+    from harness.scenario import Expectation, ScenarioError
+
+    stored = set(stored_tensors(list(scenario.record.tensors), scenario.model.tied)) | set(SCALARS)
+    if scenario.model.tied:
+        stored |= {n[:-1] + "E" for n in stored if n.endswith("W")}
+    out: list[Expectation] = []
+    seen: dict[str, int] = {}
+    for index, table in enumerate(tables):
+        here = f"{where}: expect[{index}]"
+        if not isinstance(table, dict):
+            raise ScenarioError(f"{here}: must be a table with a 'check' key")
+        table = dict(table)
+        name = table.pop("check", None)
+        if name is None:
+            raise ScenarioError(f"{here}: missing 'check'. Available: {', '.join(sorted(REGISTRY))}")
+        try:
+            fn = get_check(name)
+        except KeyError as exc:
+            raise ScenarioError(f"{here}: {exc.args[0]}") from None
+        test_id = table.pop("id", None)
+        xfail = table.pop("xfail", "")
+        scales = table.pop("scales", None)
+        if not isinstance(xfail, str):
+            raise ScenarioError(f"{here}: xfail must be a string giving the reason, got {xfail!r}")
+        if scales is not None and not (isinstance(scales, list) and all(s in scenario.scales for s in scales)):
+            raise ScenarioError(f"{here}: scales = {scales!r}: allowed values {scenario.scales}")
+        params = check_parameters(fn)
+        for key, value in table.items():
+            if key not in params:
+                allowed = ", ".join(list(params) + ["id", "xfail", "scales"])
+                raise ScenarioError(f"{here} ({name}): unknown argument {key!r}. Allowed: {allowed}")
+            _check_argument(here, name, key, value, params[key], scenario, stored)
+        for key, p in params.items():
+            if p.default is inspect.Parameter.empty and key not in table:
+                raise ScenarioError(f"{here} ({name}): missing required argument {key!r}")
+        args = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
+        args.update(table)
+        for key, value in args.items():
+            if key in ("tensor", "a", "b") and value not in stored:
+                raise ScenarioError(
+                    f"{here} ({name}): {key} = {value!r} is not recorded; add it to record.tensors "
+                    f"(recorded: {', '.join(sorted(stored))})"
+                )
+        test_id = test_id or _default_id(name, args)
+        seen[test_id] = seen.get(test_id, 0) + 1
+        if seen[test_id] > 1:
+            test_id = f"{test_id}-{seen[test_id]}"
+        out.append(Expectation(check=name, args=args, id=test_id, xfail=xfail, scales=scales))
+    return out
+
+
+def _check_argument(here, name, key, value, param, scenario, stored) -> None:
+    from harness.scenario import ScenarioError
+
+    hint = typing.get_type_hints(REGISTRY[name]).get(key)
+    ok = True
+    if hint is TokenSet:
+        ok = value in TOKEN_SET_NAMES or (
+            isinstance(value, list) and all(isinstance(v, int) and 0 <= v < scenario.model.vocab_size for v in value)
+        )
+        expected = f"one of {', '.join(TOKEN_SET_NAMES)} or a list of token ids below {scenario.model.vocab_size}"
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        expected = "a number"
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        expected = "an integer"
+    elif hint is str:
+        ok = isinstance(value, str)
+        expected = "a string"
+    else:
+        expected = str(hint)
+    if key in ("tensor", "a", "b") and ok and value not in RECORDABLE and value not in ("E", "W"):
+        ok, expected = False, f"a recorded quantity: {', '.join(RECORDABLE)}"
+    if not ok:
+        raise ScenarioError(f"{here} ({name}): {key} = {value!r}: expected {expected}")
+
+
+def _default_id(name: str, args: dict) -> str:
+    parts = []
+    tokens = args.get("tokens")
+    if isinstance(tokens, str):
+        parts.append(tokens)
+    elif isinstance(tokens, list):
+        parts.append(f"ids{len(tokens)}")
+    for key in ("tensor", "a", "b"):
+        if key in args:
+            parts.append(str(args[key]))
+    return "-".join(parts + [name])
+
+
+# ------------------------------------------------------------------ helpers
+def token_ids(traj: Trajectory, tokens: TokenSet) -> np.ndarray:
+    if tokens == "dead":
+        return traj.dead
+    if tokens == "live":
+        return traj.live
+    if tokens == "all":
+        return np.arange(traj["W"].shape[1] if "W" in traj else traj.meta["vocab_size"])
+    return np.asarray(tokens, dtype=np.int64)
+
+
+def frame_for(traj: Trajectory, step: int) -> int:
+    """Frame index of optimizer step `step`; -1 means the last frame."""
+    return len(traj) - 1 if step == -1 else traj.frame_of_step(step)
+
+
+def _ids_text(ids: np.ndarray | list, total: int | None = None) -> str:
+    ids = list(map(int, ids))
+    shown = ", ".join(map(str, ids[:SHOW]))
+    more = len(ids) - SHOW
+    return f"[{shown}{f', ... {more} more' if more > 0 else ''}]" + (f" of {total}" if total is not None else "")
+
+
+# ------------------------------------------------------------------ the checks
+@check("equal")
+def equal(ctx: CheckContext, a: str = "E", b: str = "W", step: int = 0) -> Verdict:
+    """Tensors `a` and `b` are bit-identical at optimizer step `step` (-1: the last frame)."""
+    frame = frame_for(ctx.traj, step)
+    x, y = ctx.traj[a][frame], ctx.traj[b][frame]
+    differ = torch.nonzero((x.view(torch.int16) != y.view(torch.int16)).reshape(x.shape[0], -1).any(dim=1))
+    differ = differ.flatten().numpy()
+    if differ.size == 0:
+        return Verdict(True, f"{a} and {b} are bit-identical at step {int(ctx.traj.steps[frame])}")
+    gap = (x.float() - y.float()).abs().reshape(x.shape[0], -1).amax(dim=1)
+    worst = np.argsort(-gap.numpy())[:SHOW]
+    return Verdict(
+        False,
+        f"expected {a} == {b} bit for bit at step {int(ctx.traj.steps[frame])}; "
+        f"{differ.size} rows differ, largest |{a} - {b}| = {gap.max().item():.3g} at tokens {_ids_text(worst)}",
+        {"tokens": differ.tolist()[:100]},
+    )
+
+
+def _moved_rows(ctx: CheckContext, tensor: str, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each token in ids: the first frame its row differs from frame 0 (-1: never),
+    and its largest |displacement| over the run. Streams the file."""
+    view = ctx.traj[tensor]
+    first = view[0, ids].view(torch.int16)  # (n, D) raw bits
+    first_f = first.view(torch.bfloat16).float()
+    first_move = np.full(len(ids), -1, dtype=np.int64)
+    max_move = torch.zeros(len(ids))
+    for start, block in ctx.traj.iter_frames(tensor, chunk=STREAM_FRAMES, tokens=ids):
+        bits = block.view(torch.int16)
+        moved = (bits != first).reshape(bits.shape[0], bits.shape[1], -1).any(dim=2)  # (f, n)
+        for offset in range(moved.shape[0]):
+            new = moved[offset].numpy() & (first_move < 0)
+            first_move[new] = start + offset
+        delta = (block.float() - first_f).abs().reshape(block.shape[0], block.shape[1], -1).amax(dim=2)
+        max_move = torch.maximum(max_move, delta.amax(dim=0))
+    return first_move, max_move.numpy(), ids
+
+
+@check("zero_displacement")
+def zero_displacement(ctx: CheckContext, tensor: str = "E", tokens: TokenSet = "dead") -> Verdict:
+    """Rows of `tensor` for `tokens` never change, bit for bit, over every recorded frame."""
+    ids = token_ids(ctx.traj, tokens)
+    if ids.size == 0:
+        return Verdict(False, f"the token set {tokens!r} is empty: nothing to check")
+    first_move, max_move, ids = _moved_rows(ctx, tensor, ids)
+    moved = np.flatnonzero(first_move >= 0)
+    if moved.size == 0:
+        return Verdict(True, f"{ids.size} {tokens} rows of {tensor} never moved over {len(ctx.traj)} frames")
+    order = moved[np.argsort(-max_move[moved])]
+    steps = ctx.traj.steps
+    first_steps = sorted({int(steps[first_move[i]]) for i in moved})
+    return Verdict(
+        False,
+        f"expected {tensor} rows of {tokens} tokens never to move; {moved.size} of {ids.size} moved, "
+        f"first at step {first_steps[0]}; largest |displacement| {max_move[order[0]]:.3g}; "
+        f"tokens that moved most: {_ids_text(ids[order])}; steps of first moves: {_ids_text(first_steps)}",
+        {"tokens": ids[order].tolist()[:100], "first_steps": first_steps[:100]},
+    )
+
+
+@check("nonzero_displacement")
+def nonzero_displacement(
+    ctx: CheckContext, tensor: str = "W", tokens: TokenSet = "dead", min_fraction: float = 1.0
+) -> Verdict:
+    """At the last frame at least `min_fraction` of the `tokens` rows of `tensor` differ from frame 0."""
+    ids = token_ids(ctx.traj, tokens)
+    if ids.size == 0:
+        return Verdict(False, f"the token set {tokens!r} is empty: nothing to check")
+    view = ctx.traj[tensor]
+    start, end = view[0, ids].view(torch.int16), view[-1, ids].view(torch.int16)
+    moved = (start != end).reshape(len(ids), -1).any(dim=1).numpy()
+    fraction = moved.mean()
+    text = f"{moved.sum()} of {ids.size} {tokens} rows of {tensor} ({fraction:.1%}) moved by step {int(ctx.traj.steps[-1])}"
+    if fraction >= min_fraction:
+        return Verdict(True, text)
+    still = ids[~moved]
+    return Verdict(False, f"expected at least {min_fraction:.1%} to move; {text}; unmoved: {_ids_text(still)}",
+                   {"tokens": still.tolist()[:100]})
+
+
+@check("zero_gradient")
+def zero_gradient(ctx: CheckContext, tensor: str = "grad_E", tokens: TokenSet = "dead") -> Verdict:
+    """Recorded gradient rows of `tokens` are exactly zero in every frame."""
+    ids = token_ids(ctx.traj, tokens)
+    bad_tokens: set[int] = set()
+    bad_steps: list[int] = []
+    steps = ctx.traj.steps
+    for start, block in ctx.traj.iter_frames(tensor, chunk=STREAM_FRAMES, tokens=ids):
+        nonzero = (block.float() != 0).reshape(block.shape[0], block.shape[1], -1).any(dim=2)  # (f, n)
+        for offset in torch.nonzero(nonzero.any(dim=1)).flatten().tolist():
+            bad_steps.append(int(steps[start + offset]))
+        bad_tokens.update(ids[nonzero.any(dim=0).numpy()].tolist())
+    if not bad_tokens:
+        return Verdict(True, f"{tensor} rows of {ids.size} {tokens} tokens are zero in all {len(ctx.traj)} frames")
+    return Verdict(
+        False,
+        f"expected zero {tensor} rows for {tokens} tokens; {len(bad_tokens)} tokens had nonzero gradient "
+        f"{_ids_text(sorted(bad_tokens))} at steps {_ids_text(bad_steps)}",
+        {"tokens": sorted(bad_tokens)[:100], "steps": bad_steps[:100]},
+    )
+
+
+@check("tied_identity")
+def tied_identity(ctx: CheckContext) -> Verdict:
+    """E and W are one tensor: stored once (hard link) and so equal at every frame."""
+    f = ctx.traj.file
+    if "E" not in f or "W" not in f:
+        return Verdict(False, "expected both E and W in the file (record E or W in a tied run)")
+    if f["E"].id == f["W"].id:
+        return Verdict(True, f"E and W are one dataset over {len(ctx.traj)} frames")
+    for start, block in ctx.traj.iter_frames("E", chunk=STREAM_FRAMES):
+        other = ctx.traj["W"][start : start + block.shape[0]]
+        if not torch.equal(block.view(torch.int16), other.view(torch.int16)):
+            return Verdict(False, f"expected E == W (tied); they differ within frames {start}..{start + len(block) - 1}")
+    return Verdict(True, f"E and W stored apart but equal at all {len(ctx.traj)} frames")
+
+
+@check("finite")
+def finite(ctx: CheckContext, tensor: str = "W") -> Verdict:
+    """Every recorded value of `tensor` is finite (frame 0's NaN loss/lr/grad_norm excepted)."""
+    if tensor in SCALARS:
+        values = ctx.traj[tensor][1:]
+        bad = np.flatnonzero(~np.isfinite(values)) + 1
+        steps = ctx.traj.steps[bad]
+    else:
+        steps_all = ctx.traj.steps
+        bad_frames = []
+        for start, block in ctx.traj.iter_frames(tensor, chunk=STREAM_FRAMES):
+            flat = torch.isfinite(block.float()).reshape(block.shape[0], -1).all(dim=1)
+            bad_frames += [start + i for i in torch.nonzero(~flat).flatten().tolist()]
+        steps = steps_all[bad_frames]
+    if len(steps) == 0:
+        return Verdict(True, f"all values of {tensor} are finite")
+    return Verdict(False, f"expected finite {tensor}; non-finite at steps {_ids_text(steps)}", {"steps": list(map(int, steps))[:100]})
+
+
+@check("loss_decreases")
+def loss_decreases(ctx: CheckContext, window: int = 10, min_drop: float = 0.0) -> Verdict:
+    """Mean loss of the last `window` recorded steps is below that of the first `window` by more than `min_drop`."""
+    loss = ctx.traj["loss"][1:]  # frame 0 has no loss
+    if loss.size < 2:
+        return Verdict(False, f"need at least 2 recorded steps with a loss, have {loss.size}")
+    w = max(1, min(window, loss.size // 2))
+    first, last = float(loss[:w].mean()), float(loss[-w:].mean())
+    text = f"mean loss of the first {w} recorded steps {first:.4f}, of the last {w} {last:.4f}"
+    if first - last > min_drop:
+        return Verdict(True, f"{text} (drop {first - last:.4f})")
+    return Verdict(False, f"expected the loss to drop by more than {min_drop}; {text}")
+
+
+@check("deterministic")
+def deterministic(ctx: CheckContext, steps: int = 2) -> Verdict:
+    """Running the first `steps` steps again gives bit-identical frames, in every recorded dataset."""
+    if ctx.rerun is None:
+        return Verdict(False, "no rerun available in this context")
+    n = min(steps, ctx.scenario.train.steps)
+    with Trajectory(ctx.rerun(n)) as again:
+        frames, names = len(again), again.names
+        for name in names:
+            a, b = ctx.traj[name][:frames], again[name][:frames]
+            same = torch.equal(a.view(torch.int16), b.view(torch.int16)) if isinstance(a, torch.Tensor) else (
+                np.array_equal(a, b, equal_nan=True))
+            if not same:
+                return Verdict(False, f"expected a second run to reproduce {name} bit for bit; it differs within "
+                                      f"the first {frames} frames")
+    return Verdict(True, f"a second run of {n} steps reproduced all {len(names)} datasets bit for bit")
+
+
+BF16_HALF_ULP_OF_ONE = 2.0**-9
+
+
+@check("decay_below_ulp_noop")
+def decay_below_ulp_noop(ctx: CheckContext, tensor: str = "E", tokens: TokenSet = "dead") -> Verdict:
+    """With lr * wd below 2^-9, bf16 AdamW decay rounds away: zero-gradient rows never move."""
+    o = ctx.scenario.optimizer
+    product = o.lr * o.weight_decay
+    if o.weight_decay <= 0:
+        return Verdict(False, f"weight_decay is {o.weight_decay}: no decay to round away (set optimizer.weight_decay)")
+    if product >= BF16_HALF_ULP_OF_ONE:
+        return Verdict(False, f"lr * weight_decay = {product:.3g} is not below 2^-9 = {BF16_HALF_ULP_OF_ONE:.3g}")
+    verdict = zero_displacement(ctx, tensor=tensor, tokens=tokens)
+    prefix = f"lr * wd = {product:.3g} < 2^-9: "
+    return Verdict(verdict.passed, prefix + verdict.message, verdict.worst)
+
+
+def run_check(name: str, ctx: CheckContext, args: dict[str, Any]) -> Verdict:
+    return get_check(name)(ctx, **args)
+

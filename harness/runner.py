@@ -1,0 +1,168 @@
+"""Run a scenario: data -> Training -> TrajectoryWriter -> checks on the written file."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from core.recorder import TokenTables, TrajectoryWriter
+from core.run import train_and_record
+from core.train import StepResult, Training
+from core.trajectory import Trajectory
+from harness.checks import CheckContext, Verdict, run_check
+from harness.scenario import DEFAULT_DATA, Expectation, Scenario
+
+log = logging.getLogger(__name__)
+
+HARNESS_VERSION = "0.1.0"
+
+
+@dataclass
+class RunResult:
+    scenario: Scenario
+    path: Path
+    seconds: float
+    steps: int
+
+
+@functools.lru_cache(maxsize=8)
+def _prepared(tokenizer: str, corpus: str, vocab_size: int, text_field: str):
+    from harness.data import prepare_data
+
+    return prepare_data(tokenizer, corpus, vocab_size, text_field=text_field)
+
+
+def prepare_scenario_data(scenario: Scenario):
+    """Token ids, counts and dead mask of the corpus the scenario trains on (cached per process)."""
+    tokenizer, corpus = scenario.data.tokenizer, scenario.data.corpus
+    if DEFAULT_DATA in (tokenizer, corpus):
+        from harness.bundle import default_bundle
+
+        bundle = default_bundle(progress=True)
+        tokenizer = str(bundle.tokenizer_path) if tokenizer == DEFAULT_DATA else tokenizer
+        corpus = str(bundle.corpus_path) if corpus == DEFAULT_DATA else corpus
+    return _prepared(tokenizer, corpus, scenario.model.vocab_size, scenario.data.text_field)
+
+
+def git_commit() -> str | None:
+    """The project's git commit (with '-dirty' for uncommitted changes), if it is a checkout."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if commit.returncode != 0:
+        return None
+    return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def expected_frames(steps: int, every: int) -> int:
+    return 1 + steps // every + (1 if steps % every else 0)
+
+
+class StepLog:
+    """Progress bar plus one fixed-format log line per interval: step, loss, steps/s, MB written."""
+
+    def __init__(self, scenario: Scenario, writer: TrajectoryWriter | None, total: int, progress: bool):
+        self.writer, self.total = writer, total
+        self.every = max(1, total // 10)
+        self.bar = tqdm(total=total, desc=f"{scenario.name} [{scenario.scale}]", unit="step", disable=not progress,
+                        leave=False)
+        self.t0 = self.t_last = time.perf_counter()
+        self.last_step = 0
+
+    def __call__(self, result: StepResult) -> None:
+        self.bar.update(1)
+        if result.step % self.every and result.step != self.total:
+            return
+        now = time.perf_counter()
+        rate = (result.step - self.last_step) / max(now - self.t_last, 1e-9)
+        mb = self.writer.bytes_written / 1e6 if self.writer is not None else 0.0
+        log.info("step %6d/%d | loss %.4f | %7.2f steps/s | %9.1f MB written",
+                 result.step, self.total, result.loss.item(), rate, mb)
+        self.t_last, self.last_step = now, result.step
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_scenario(
+    scenario: Scenario,
+    out_dir: str | Path,
+    device: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    stop_after: int | None = None,
+    path: Path | None = None,
+) -> RunResult:
+    """Train `scenario` and record it to `out_dir/<name>.h5`. `stop_after` runs only the first
+    n steps of the same run (the determinism check's rerun)."""
+    data = prepare_scenario_data(scenario)
+    train_cfg = dataclasses.replace(scenario.train, device=device or scenario.train.device)
+    training = Training(data.ids, scenario.model, scenario.init, scenario.data, scenario.optimizer, train_cfg)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = path or out_dir / f"{scenario.name}.h5"
+    metadata = {
+        "scenario": scenario.resolved(),
+        "scenario_name": scenario.name,
+        "scale": scenario.scale,
+        "seeds": {"init": scenario.init.seed, "data": scenario.data.seed},
+        "device": str(training.device),
+        "git_commit": git_commit(),
+        "harness_version": HARNESS_VERSION,
+        "tokenizer_path": str(data.tokenizer_path),
+        "tokenizer_fingerprint": data.tokenizer_fingerprint,
+        "corpus_path": str(data.corpus_path),
+        "corpus_fingerprint": data.corpus_fingerprint,
+        "steps_planned": scenario.train.steps,
+    }
+    tokens = TokenTables(data.dead_mask, data.counts, data.strings)
+    steps = min(stop_after or scenario.train.steps, scenario.train.steps)
+    writer = TrajectoryWriter(
+        path, vocab_size=scenario.model.vocab_size, dim=scenario.model.n_embd, tied=scenario.model.tied,
+        config=scenario.record, metadata=metadata, tokens=tokens,
+        expected_frames=expected_frames(steps, scenario.record.every), device=training.device, overwrite=overwrite,
+    )
+    log.info("%s [%s]: %d steps on %s, recording %s every %d step(s) -> %s", scenario.name, scenario.scale, steps,
+             training.device, ", ".join(scenario.record.tensors), scenario.record.every, path)
+    step_log = StepLog(scenario, writer, steps, progress)
+    start = time.perf_counter()
+    try:
+        with logging_redirect_tqdm():
+            train_and_record(training, writer, on_step=step_log, until=steps)
+    finally:
+        step_log.close()
+        writer.close()
+    return RunResult(scenario, path, time.perf_counter() - start, steps)
+
+
+def evaluate(scenario: Scenario, path: Path, device: str | None = None) -> list[tuple[Expectation, Verdict]]:
+    """Every expectation of `scenario` that applies at its scale, checked against the file."""
+    verdicts = []
+    with Trajectory(path) as traj:
+        ctx = CheckContext(traj, scenario, rerun=lambda n: rerun(scenario, n, device))
+        for expectation in applicable(scenario):
+            verdicts.append((expectation, run_check(expectation.check, ctx, expectation.args)))
+    return verdicts
+
+
+def applicable(scenario: Scenario) -> list[Expectation]:
+    return [e for e in scenario.expect if e.scales is None or scenario.scale in e.scales]
+
+
+def rerun(scenario: Scenario, steps: int, device: str | None = None) -> Path:
+    """The first `steps` steps of the same scenario, recorded into a fresh temporary file."""
+    out = Path(tempfile.mkdtemp(prefix=f"rerun-{scenario.name}-"))
+    return run_scenario(scenario, out, device=device, progress=False, stop_after=steps).path

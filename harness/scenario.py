@@ -1,0 +1,331 @@
+"""Scenario files: one TOML file per experiment, validated into typed core configs.
+
+    name = "flannel_2"
+    version = 1
+    summary = "..."
+    extends = "flannel_1.toml"      # inherit another file, then override
+
+    [model]  -> core.model.ModelConfig        [init]      -> core.model.InitConfig
+    [data]   -> DataSection (core DataConfig + tokenizer/corpus paths)
+    [optimizer] -> core.optim.OptimConfig     [train]     -> core.train.TrainConfig
+    [record] -> core.recorder.RecordConfig
+    [scale.smoke]                   # per-scale overrides, dotted keys: train.steps = 12
+    [[expect]]                      # one table per expectation: check = "...", its arguments
+
+Every key and type is checked against those dataclasses; any error names the file, the
+key and what is allowed. A child's `expect` list replaces its parent's (an untied
+control does not inherit the tied run's "tied_identity"); every other table merges key
+by key.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import dataclasses
+import logging
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.data import DataConfig
+from core.device import DEVICE_KINDS
+from core.model import UNTIED_INITS, InitConfig, ModelConfig
+from core.optim import SCHEDULES, OptimConfig
+from core.recorder import RECORDABLE, RecordConfig
+from core.train import TrainConfig
+
+log = logging.getLogger(__name__)
+
+FULL_SCALE = "full"
+DEFAULT_DATA = "default"
+
+
+class ScenarioError(ValueError):
+    """A scenario file is malformed; the message names the file and the key."""
+
+
+@dataclass
+class DataSection(DataConfig):
+    tokenizer: str = DEFAULT_DATA  # tokenizer JSON, or "default" for the built-in bundle
+    corpus: str = DEFAULT_DATA  # .txt / .jsonl / .parquet, or "default" for the built-in bundle
+    text_field: str = "text"  # JSON Lines field / Parquet column holding the text
+
+
+SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "init": InitConfig,
+    "data": DataSection,
+    "optimizer": OptimConfig,
+    "train": TrainConfig,
+    "record": RecordConfig,
+}
+TOP_LEVEL = {"name": str, "version": int, "summary": str, "extends": str, "scale": dict, "expect": list}
+
+
+@dataclass
+class Expectation:
+    check: str
+    args: dict[str, Any]
+    id: str  # readable test id, e.g. "dead-E-zero_displacement"
+    xfail: str = ""  # non-empty: a kept hypothesis expected to fail (strict), with the reason
+    scales: list[str] | None = None  # only at these scales (None: all)
+
+
+@dataclass
+class Scenario:
+    name: str
+    path: Path
+    version: int = 1
+    summary: str = ""
+    scale: str = FULL_SCALE
+    model: ModelConfig = field(default_factory=ModelConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    data: DataSection = field(default_factory=DataSection)
+    optimizer: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
+    expect: list[Expectation] = field(default_factory=list)
+    scales: list[str] = field(default_factory=lambda: [FULL_SCALE])
+
+    def resolved(self) -> dict[str, Any]:
+        """The fully resolved scenario as plain data (written into every trajectory file)."""
+        out: dict[str, Any] = {"name": self.name, "version": self.version, "summary": self.summary,
+                               "scale": self.scale, "file": str(self.path)}
+        for section in SECTIONS:
+            out[section] = dataclasses.asdict(getattr(self, section))
+        out["expect"] = [{"check": e.check, "id": e.id, **e.args} for e in self.expect]
+        return out
+
+
+# ------------------------------------------------------------------ loading
+def read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ScenarioError(f"Scenario file not found: {path}")
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """`override` on top of `base`, table by table (lists and values replace)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A scenario file with its `extends` chain merged in (parents first)."""
+    path = path.resolve()
+    if path in chain:
+        cycle = " -> ".join(p.name for p in chain + (path,))
+        raise ScenarioError(f"{chain[-1]}: extends forms a cycle: {cycle}")
+    raw = read_toml(path)
+    parent_name = raw.pop("extends", None)
+    if parent_name is None:
+        return raw
+    if not isinstance(parent_name, str):
+        raise ScenarioError(f"{path}: extends must be a file name (string), got {parent_name!r}")
+    parent_path = path.parent / parent_name
+    if not parent_path.is_file():
+        raise ScenarioError(f"{path}: extends = {parent_name!r}: no such file {parent_path}")
+    parent = load_raw(parent_path, chain + (path,))
+    parent.pop("name", None)  # a child is its own experiment
+    merged = deep_merge(parent, {k: v for k, v in raw.items() if k != "expect"})
+    if "expect" in raw:
+        merged["expect"] = raw["expect"]
+    return merged
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """`section.key=value` (value in TOML syntax; bare words are strings)."""
+    if "=" not in text:
+        raise ScenarioError(f"--set {text!r}: expected section.key=value")
+    dotted, value_text = (s.strip() for s in text.split("=", 1))
+    if dotted.count(".") != 1:
+        raise ScenarioError(f"--set {text!r}: the key must be section.key (sections: {', '.join(SECTIONS)})")
+    section, key = dotted.split(".")
+    try:
+        value = tomllib.loads(f"v = {value_text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = value_text
+    return section, key, value
+
+
+def load_scenario(path: str | Path, scale: str = FULL_SCALE, overrides: list[str] = ()) -> Scenario:
+    """Load, merge, scale, override and validate one scenario file."""
+    path = Path(path)
+    raw = load_raw(path)
+    where = str(path)
+    unknown = set(raw) - set(TOP_LEVEL) - set(SECTIONS)
+    if unknown:
+        allowed = ", ".join(list(TOP_LEVEL) + list(SECTIONS))
+        raise ScenarioError(f"{where}: unknown key {sorted(unknown)[0]!r}. Allowed top-level keys: {allowed}")
+    for key, kind in TOP_LEVEL.items():
+        if key in raw and not isinstance(raw[key], kind):
+            raise ScenarioError(f"{where}: {key} must be a {kind.__name__}, got {raw[key]!r}")
+    if "name" not in raw:
+        raise ScenarioError(f"{where}: missing required key 'name'")
+
+    scales = raw.get("scale", {})
+    for scale_name, table in scales.items():
+        if not isinstance(table, dict):
+            raise ScenarioError(f"{where}: scale.{scale_name} must be a table of overrides")
+        if scale_name == FULL_SCALE:
+            raise ScenarioError(f"{where}: scale.full is the file itself; do not define it")
+        for section, keys in table.items():
+            if section not in SECTIONS:
+                raise ScenarioError(
+                    f"{where}: scale.{scale_name}.{section}: unknown section. Sections: {', '.join(SECTIONS)}"
+                )
+            if not isinstance(keys, dict):
+                raise ScenarioError(f"{where}: scale.{scale_name}.{section} must be a table of overrides")
+            for key, value in keys.items():
+                _check_key(f"{where}: scale.{scale_name}", section, key, value)
+    if scale != FULL_SCALE:
+        if scale not in scales:
+            available = ", ".join([FULL_SCALE, *scales])
+            raise ScenarioError(f"{where}: no scale {scale!r}. Available: {available}")
+        raw = deep_merge(raw, scales[scale])
+
+    for text in overrides:
+        section, key, value = parse_override(text)
+        if section not in SECTIONS:
+            raise ScenarioError(f"--set {text}: unknown section {section!r}. Sections: {', '.join(SECTIONS)}")
+        raw.setdefault(section, {})[key] = value
+        where_set = f"--set {text}"
+        _check_key(where_set, section, key, value)
+
+    sections = {name: build_section(where, name, raw.get(name, {})) for name in SECTIONS}
+    data: DataSection = sections["data"]
+    for key in ("tokenizer", "corpus"):
+        value = getattr(data, key)
+        if value != DEFAULT_DATA:
+            setattr(data, key, str((path.parent / value).resolve()))
+    scenario = Scenario(
+        name=raw["name"],
+        path=path,
+        version=raw.get("version", 1),
+        summary=raw.get("summary", ""),
+        scale=scale,
+        expect=[],
+        scales=[FULL_SCALE, *scales],
+        **sections,
+    )
+    validate_values(where, scenario)
+    from harness.checks import parse_expectations  # checks import scenario types
+
+    scenario.expect = parse_expectations(where, raw.get("expect", []), scenario)
+    return scenario
+
+
+# ------------------------------------------------------------------ typing
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _type_name(t: Any) -> str:
+    return getattr(t, "__name__", None) or str(t).replace("typing.", "")
+
+
+def _matches(value: Any, t: Any) -> bool:
+    origin = typing.get_origin(t)
+    if origin is list:
+        (item,) = typing.get_args(t)
+        return isinstance(value, list) and all(_matches(v, item) for v in value)
+    if t is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if t is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, t)
+
+
+def _check_key(where: str, section: str, key: str, value: Any) -> None:
+    types = _field_types(SECTIONS[section])
+    if key not in types:
+        raise ScenarioError(f"{where}: unknown key {section}.{key}. Allowed in [{section}]: {', '.join(types)}")
+    if not _matches(value, types[key]):
+        raise ScenarioError(
+            f"{where}: {section}.{key} = {value!r} has the wrong type: expected {_type_name(types[key])}"
+        )
+
+
+def build_section(where: str, section: str, table: Any) -> Any:
+    """A section's dataclass from its TOML table; unknown keys and wrong types are errors."""
+    if not isinstance(table, dict):
+        raise ScenarioError(f"{where}: [{section}] must be a table, got {table!r}")
+    for key, value in table.items():
+        _check_key(where, section, key, value)
+    cls = SECTIONS[section]
+    types = _field_types(cls)
+    return cls(**{k: float(v) if types[k] is float else v for k, v in table.items()})
+
+
+# ------------------------------------------------------------------ values
+def validate_values(where: str, s: Scenario) -> None:
+    """Impossible values, caught before anything runs."""
+    m, d, o, t, r, i = s.model, s.data, s.optimizer, s.train, s.record, s.init
+
+    def fail(key: str, value: Any, why: str) -> None:
+        raise ScenarioError(f"{where}: {key} = {value!r}: {why}")
+
+    for key, value in (("model.vocab_size", m.vocab_size), ("model.n_embd", m.n_embd), ("model.n_layer", m.n_layer),
+                       ("model.n_head", m.n_head), ("model.n_positions", m.n_positions), ("data.seq_len", d.seq_len),
+                       ("data.batch_size", d.batch_size), ("train.steps", t.steps), ("record.every", r.every),
+                       ("record.flush_every_frames", r.flush_every_frames), ("record.queue_frames", r.queue_frames)):
+        if value < 1:
+            fail(key, value, "must be >= 1")
+    if m.n_embd % m.n_head:
+        fail("model.n_head", m.n_head, f"must divide model.n_embd = {m.n_embd}")
+    if d.seq_len > m.n_positions:
+        fail("data.seq_len", d.seq_len, f"exceeds model.n_positions = {m.n_positions}")
+    if not 1 <= d.target_offset <= d.seq_len:
+        fail("data.target_offset", d.target_offset, f"must be in 1..seq_len ({d.seq_len}); 1 = next token")
+    if i.std <= 0:
+        fail("init.std", i.std, "must be > 0")
+    if i.untied_init not in UNTIED_INITS:
+        fail("init.untied_init", i.untied_init, f"allowed: {', '.join(UNTIED_INITS)}")
+    if o.lr <= 0:
+        fail("optimizer.lr", o.lr, "must be > 0")
+    if o.eps <= 0:
+        fail("optimizer.eps", o.eps, "must be > 0")
+    for key, value in (("optimizer.beta1", o.beta1), ("optimizer.beta2", o.beta2)):
+        if not 0 <= value < 1:
+            fail(key, value, "must lie in [0, 1)")
+    for key, value in (("optimizer.weight_decay", o.weight_decay), ("optimizer.max_grad_norm", o.max_grad_norm),
+                       ("record.flush_every_seconds", r.flush_every_seconds), ("record.disk_reserve_mb", r.disk_reserve_mb)):
+        if value < 0:
+            fail(key, value, "must be >= 0")
+    if o.schedule not in SCHEDULES:
+        fail("optimizer.schedule", o.schedule, f"allowed: {', '.join(SCHEDULES)}")
+    if t.device.split(":")[0] not in DEVICE_KINDS:
+        fail("train.device", t.device, f"allowed: {', '.join(DEVICE_KINDS)} (or cuda:N)")
+    for name in r.tensors:
+        if name not in RECORDABLE:
+            fail("record.tensors", name, f"unknown tensor. Allowed: {', '.join(RECORDABLE)}")
+    if len(set(r.tensors)) != len(r.tensors):
+        fail("record.tensors", r.tensors, "lists a tensor twice")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", s.name):
+        fail("name", s.name, "use letters, digits, '_', '.', '-' (it names the trajectory file)")
+
+
+def find_scenarios(paths: list[str | Path]) -> list[Path]:
+    """Scenario files among `paths` (files, or folders searched for *.toml)."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found.extend(sorted(p.glob("*.toml")))
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise ScenarioError(f"No such scenario file or folder: {p}")
+    return found

@@ -1,0 +1,148 @@
+"""Checks on real recorded runs of tiny scenarios, the registry, and the pytest plugin."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from core.trajectory import Trajectory
+from harness.checks import REGISTRY, CheckContext, check, get_check, run_check
+from harness.runner import evaluate, run_scenario
+from harness.scenario import load_scenario
+
+ALL_TENSORS = '["E", "W", "grad_E", "grad_W", "exp_avg_E", "exp_avg_sq_E", "logits", "loss"]'
+
+
+@pytest.fixture()
+def untied_run(write_scenario, tmp_path):
+    scenario = load_scenario(write_scenario(tensors=ALL_TENSORS, steps=4))
+    return scenario, run_scenario(scenario, tmp_path / "runs", progress=False).path
+
+
+def verdict(scenario, path, name, **args):
+    with Trajectory(path) as traj:
+        return run_check(name, CheckContext(traj, scenario), args)
+
+
+def test_untied_invariants_hold_on_a_recorded_run(untied_run):
+    scenario, path = untied_run
+    assert verdict(scenario, path, "equal", a="E", b="W", step=0).passed
+    assert verdict(scenario, path, "zero_displacement", tensor="E", tokens="dead").passed
+    assert verdict(scenario, path, "zero_gradient", tensor="grad_E", tokens="dead").passed
+    assert verdict(scenario, path, "nonzero_displacement", tensor="W", tokens="dead").passed
+    assert verdict(scenario, path, "finite", tensor="logits").passed
+    assert verdict(scenario, path, "finite", tensor="loss").passed
+
+
+def test_wrong_expectation_names_the_tokens_and_steps_that_moved(untied_run):
+    scenario, path = untied_run
+    result = verdict(scenario, path, "zero_displacement", tensor="W", tokens="dead")  # dead rows of W DO move
+    assert not result.passed
+    with Trajectory(path) as traj:
+        n_dead = len(traj.dead)
+        moved_at_1 = (traj["W"][1, traj.dead].view(torch.int16) != traj["W"][0, traj.dead].view(torch.int16))
+    assert f"{moved_at_1.any(dim=1).sum().item()} of {n_dead} moved, first at step 1" in result.message
+    assert "tokens that moved most: [" in result.message and "steps of first moves: [1" in result.message
+    assert set(result.worst["tokens"]) <= set(range(800)) and result.worst["first_steps"][0] == 1
+
+
+def test_other_wrong_expectations_fail_with_numbers(untied_run):
+    scenario, path = untied_run
+    e_w = verdict(scenario, path, "equal", a="E", b="W", step=-1)
+    assert not e_w.passed and "rows differ, largest |E - W|" in e_w.message
+    grad = verdict(scenario, path, "zero_gradient", tensor="grad_E", tokens="live")
+    assert not grad.passed and "tokens had nonzero gradient" in grad.message and "at steps [1, 2, 3, 4]" in grad.message
+    stuck = verdict(scenario, path, "nonzero_displacement", tensor="E", tokens="dead")
+    assert not stuck.passed and "0 of" in stuck.message and "unmoved:" in stuck.message
+    tied = verdict(scenario, path, "tied_identity")
+    assert not tied.passed and "differ within frames 0..4" in tied.message
+
+
+def test_explicit_token_ids_and_all(untied_run):
+    scenario, path = untied_run
+    with Trajectory(path) as traj:
+        dead = traj.dead[:3].tolist()
+    assert verdict(scenario, path, "zero_displacement", tensor="E", tokens=dead).passed
+    assert not verdict(scenario, path, "zero_displacement", tensor="E", tokens="all").passed
+
+
+def test_loss_decreases_reads_the_recorded_loss(write_scenario, tmp_path):
+    scenario = load_scenario(write_scenario(steps=30), overrides=["optimizer.lr=0.01", "optimizer.schedule=constant"])
+    path = run_scenario(scenario, tmp_path / "runs", progress=False).path
+    assert verdict(scenario, path, "loss_decreases", window=5, min_drop=0.1).passed
+    too_much = verdict(scenario, path, "loss_decreases", window=5, min_drop=100.0)
+    assert not too_much.passed and "expected the loss to drop by more than 100.0" in too_much.message
+
+
+def test_deterministic_reruns_and_compares_every_dataset(write_scenario, tmp_path):
+    scenario = load_scenario(write_scenario(tensors=ALL_TENSORS, steps=5))
+    path = run_scenario(scenario, tmp_path / "runs", progress=False).path
+    (expectation_verdict,) = [v for e, v in evaluate(scenario, path) if e.check == "deterministic"] or [None]
+    assert expectation_verdict is None  # not declared in this scenario: evaluate runs only declared ones
+    from harness.runner import rerun
+
+    with Trajectory(path) as traj:
+        result = get_check("deterministic")(CheckContext(traj, scenario, rerun=lambda n: rerun(scenario, n)), steps=3)
+    assert result.passed and "reproduced all" in result.message
+    # A different data seed is a different run: the same check on it must fail.
+    other = load_scenario(write_scenario(tensors=ALL_TENSORS, steps=5), overrides=["data.seed=7"])
+    with Trajectory(path) as traj:
+        failed = get_check("deterministic")(CheckContext(traj, scenario, rerun=lambda n: rerun(other, n)), steps=3)
+    assert not failed.passed and "differs within the first" in failed.message
+
+
+def test_decay_below_ulp_noop_checks_its_precondition(write_scenario, tmp_path):
+    below = load_scenario(write_scenario(), overrides=["optimizer.lr=3e-4", "optimizer.weight_decay=0.1"])
+    path = run_scenario(below, tmp_path / "below", progress=False).path
+    result = verdict(below, path, "decay_below_ulp_noop", tensor="E", tokens="dead")
+    assert result.passed and "lr * wd = 3e-05 < 2^-9" in result.message
+    above = load_scenario(write_scenario(), overrides=["optimizer.lr=0.05", "optimizer.weight_decay=0.5"])
+    path = run_scenario(above, tmp_path / "above", progress=False).path
+    refused = verdict(above, path, "decay_below_ulp_noop", tensor="E", tokens="dead")
+    assert not refused.passed and "is not below 2^-9" in refused.message
+    moved = verdict(above, path, "zero_displacement", tensor="E", tokens="dead")
+    assert not moved.passed, "decay above half an ULP does shrink the dead rows"
+
+
+def test_tied_run_identity_and_file_layout(write_scenario, tmp_path):
+    scenario = load_scenario(write_scenario(tied=True, tensors='["W", "loss"]'))
+    path = run_scenario(scenario, tmp_path / "runs", progress=False).path
+    assert verdict(scenario, path, "tied_identity").passed
+    with Trajectory(path) as traj:
+        assert traj.meta["scenario"]["model"]["tied"] is True
+        assert traj.meta["corpus_fingerprint"].startswith("sha256:")
+        assert traj.meta["seeds"] == {"init": 42, "data": 42}
+        assert len(traj) == 5 and np.isnan(traj["loss"][0])
+
+
+def test_registry_rejects_duplicates_and_names_the_available_checks():
+    with pytest.raises(ValueError, match="Check 'finite' is already registered"):
+        check("finite")(lambda ctx: None)
+    with pytest.raises(KeyError, match="Unknown check 'x'. Available: decay_below_ulp_noop, deterministic, equal"):
+        get_check("x")
+    assert {"equal", "zero_displacement", "zero_gradient", "nonzero_displacement", "tied_identity", "finite",
+            "loss_decreases", "deterministic", "decay_below_ulp_noop"} <= set(REGISTRY)
+
+
+pytest_plugins = ["pytester"]
+
+
+def test_plugin_turns_expectations_into_tests_with_readable_failures(pytester, write_scenario):
+    path = write_scenario(
+        '\n[[expect]]\ncheck = "zero_displacement"\ntensor = "E"\ntokens = "dead"\n'
+        '\n[[expect]]\ncheck = "zero_displacement"\ntensor = "W"\ntokens = "dead"\n'  # wrong on purpose
+        '\n[[expect]]\ncheck = "equal"\na = "E"\nb = "W"\nstep = -1\nxfail = "E and W diverge once trained"\n',
+        folder="scenarios",
+    )
+    result = pytester.runpytest(str(path), "-p", "no:cacheprovider", "--scale", "smoke", "-rA")
+    result.assert_outcomes(passed=1, failed=1, xfailed=1)
+    result.stdout.fnmatch_lines([
+        "*scenario tiny (smoke scale, 3 steps)*",
+        "*check    zero_displacement(tensor='W', tokens='dead')*",
+        "*failed   expected W rows of dead tokens never to move;*first at step 1*tokens that moved most: [[]*",
+        "*scenario runs*",
+        "tiny *smoke * 3 steps*1 passed 1 failed 1 xfailed",
+        "PASSED *tiny.toml::test_expect?tiny-dead-E-zero_displacement?",
+        "XFAIL *tiny.toml::test_expect?tiny-E-W-equal? - E and W diverge once trained",
+    ])

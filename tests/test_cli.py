@@ -1,0 +1,73 @@
+"""`python -m harness run|validate|list` on real files."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+from core.trajectory import Trajectory
+from harness.cli import main
+
+
+def test_run_writes_out_scenario_h5_and_prints_verdicts(write_scenario, tmp_path, capsys, caplog):
+    caplog.set_level(logging.INFO)
+    path = write_scenario('\n[[expect]]\ncheck = "zero_displacement"\ntensor = "E"\ntokens = "dead"\n')
+    out = tmp_path / "out"
+    code = main(["run", str(path), "--out", str(out), "--set", "train.steps=6", "--set", "record.every=2", "-q"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert f"trajectory: {out / 'tiny.h5'}" in printed
+    assert "PASS  tiny-dead-E-zero_displacement:" in printed
+    with Trajectory(out / "tiny.h5") as traj:
+        assert traj.steps.tolist() == [0, 2, 4, 6]
+        assert traj.meta["scenario"]["train"]["steps"] == 6
+    assert any("step      6/6 | loss" in r.getMessage() and "steps/s" in r.getMessage() for r in caplog.records)
+
+
+def test_run_exits_nonzero_when_an_expectation_fails(write_scenario, tmp_path, capsys):
+    path = write_scenario('\n[[expect]]\ncheck = "zero_displacement"\ntensor = "W"\ntokens = "dead"\n')
+    assert main(["run", str(path), "--out", str(tmp_path), "--scale", "smoke", "-q"]) == 1
+    assert "FAIL  tiny-dead-W-zero_displacement: expected W rows of dead tokens never to move" in capsys.readouterr().out
+
+
+def test_run_refuses_to_overwrite_without_force(write_scenario, tmp_path, capsys):
+    path = write_scenario()
+    assert main(["run", str(path), "--out", str(tmp_path), "--scale", "smoke", "-q", "--no-check"]) == 0
+    before = (tmp_path / "tiny.h5").read_bytes()
+    assert main(["run", str(path), "--out", str(tmp_path), "--scale", "smoke", "-q"]) == 2
+    assert "tiny.h5 already exists; refusing to overwrite it" in capsys.readouterr().err
+    assert (tmp_path / "tiny.h5").read_bytes() == before
+    assert main(["run", str(path), "--out", str(tmp_path), "--scale", "smoke", "-q", "--force", "--no-check"]) == 0
+
+
+def test_bad_override_and_unknown_scenario_are_clear_errors(write_scenario, capsys):
+    assert main(["run", str(write_scenario()), "--set", "train.stepz=1"]) == 2
+    assert "unknown key train.stepz. Allowed in [train]: steps, device" in capsys.readouterr().err
+    assert main(["run", "no_such_scenario"]) == 2
+    err = capsys.readouterr().err
+    assert "No scenario 'no_such_scenario': not a file, and not in scenarios/. Known: flannel_1" in err
+
+
+def test_validate_reports_each_file(write_scenario, capsys):
+    good = write_scenario()
+    bad = write_scenario('\n[[expect]]\ncheck = "teleports"\n', name="bad")
+    assert main(["validate", str(good.parent)]) == 1
+    printed = capsys.readouterr().out
+    assert f"ok    {good}: tiny (scales: full, smoke; 0 expectations)" in printed
+    assert f"error {bad}: expect[0]: Unknown check 'teleports'. Available:" in printed
+    assert main(["validate", str(good)]) == 0
+
+
+def test_list_and_validate_the_project_scenarios(capsys):
+    assert main(["validate", "scenarios"]) == 0
+    assert main(["list"]) == 0
+    printed = capsys.readouterr().out
+    for name in ("flannel_1", "flannel_2", "flannel_7", "thimble_7"):
+        assert name in printed
+
+
+def test_python_dash_m_entry_point():
+    proc = subprocess.run([sys.executable, "-m", "harness", "--help"], capture_output=True, text=True, check=True)
+    for command in ("run", "validate", "list", "data"):
+        assert command in proc.stdout
