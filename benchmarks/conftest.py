@@ -1,0 +1,43 @@
+"""Shared helpers for the benchmark suites (run with `nox -s benchmarks`)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+
+def available_devices() -> list[str]:
+    """cpu always; cuda and mps where present."""
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def raw_write_seconds(path: Path, chunk: bytes, n_chunks: int) -> float:
+    """Sequential write of n_chunks x chunk to a new file, then fsync: the disk's own speed."""
+    start = time.perf_counter()
+    with open(path, "wb", buffering=0) as f:
+        for _ in range(n_chunks):
+            f.write(chunk)
+        os.fsync(f.fileno())
+    elapsed = time.perf_counter() - start
+    path.unlink()
+    return elapsed
+
+
+@pytest.fixture()
+def bench_dir(tmp_path_factory) -> Path:
+    """A directory on the disk under test (BENCH_DIR, else the pytest tmp dir)."""
+    root = os.environ.get("BENCH_DIR")
+    if root:
+        d = Path(root)
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+    return tmp_path_factory.mktemp("bench")

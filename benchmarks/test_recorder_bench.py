@@ -1,0 +1,70 @@
+"""Recorder benchmarks: write throughput against the raw disk, and flat memory.
+
+    nox -s benchmarks -- -k recorder
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import raw_write_seconds
+from core.recorder import PARAM_TENSORS, RecordConfig, TrajectoryWriter
+
+V, D = 10_000, 64  # Flannel shape
+FRAMES = 200
+TENSOR_SETS = {"W": ["W"], "W+grads+moments": ["W", "grad_W", "exp_avg_W", "exp_avg_sq_W"]}
+
+
+def write_trajectory(path: Path, tensors: list[str], frames: list[dict]) -> int:
+    config = RecordConfig(tensors=tensors, flush_every_frames=FRAMES + 1, fsync=True, queue_frames=4)
+    with TrajectoryWriter(path, vocab_size=V, dim=D, tied=False, config=config) as writer:
+        for step, frame in enumerate(frames):
+            writer.append(step, frame)
+    path.unlink()
+    return writer.bytes_written
+
+
+@pytest.mark.parametrize("tensor_set", list(TENSOR_SETS))
+def test_recorder_write_throughput(benchmark, bench_dir, tensor_set):
+    tensors = TENSOR_SETS[tensor_set]
+    gen = torch.Generator().manual_seed(0)
+    # Eight distinct frames reused round-robin: real bits, no generation inside the timing.
+    pool = [{n: torch.randn(V, D, generator=gen).to(torch.bfloat16) for n in tensors} for _ in range(8)]
+    frames = [pool[i % 8] for i in range(FRAMES)]
+    path = bench_dir / "throughput.h5"
+    benchmark.group = "recorder-throughput"
+    written = benchmark.pedantic(write_trajectory, args=(path, tensors, frames), rounds=3, warmup_rounds=1)
+    recorder_mb_s = written / benchmark.stats.stats.mean / 1e6
+    raw_s = min(raw_write_seconds(bench_dir / "raw.bin", bytes(V * D * 2), written // (V * D * 2)) for _ in range(3))
+    raw_mb_s = written / raw_s / 1e6
+    benchmark.extra_info.update(
+        shape=[FRAMES, V, D], dtype="bfloat16", tensors=tensors, bytes=written,
+        recorder_MB_s=round(recorder_mb_s, 1), raw_disk_MB_s=round(raw_mb_s, 1),
+        ratio_to_raw_disk=round(recorder_mb_s / raw_mb_s, 3),
+    )
+    print(f"\n{tensor_set}: recorder {recorder_mb_s:.0f} MB/s, raw disk {raw_mb_s:.0f} MB/s, "
+          f"ratio {recorder_mb_s / raw_mb_s:.2f}")
+    assert written == FRAMES * len(tensors) * V * D * 2
+
+
+def peak_rss_mib(path: Path, steps: int) -> float:
+    child = Path(__file__).with_name("rss_child.py")
+    out = subprocess.run([sys.executable, str(child), str(path), str(steps)], capture_output=True, text=True,
+                         check=True).stdout.split()
+    return int(out[0]) / 1024
+
+
+def test_recorder_memory_is_flat_in_run_length(benchmark, bench_dir):
+    """Peak RSS of a 1,000-step recording (every tensor, every step) vs a 100-step one."""
+    benchmark.group = "recorder-memory"
+    short = peak_rss_mib(bench_dir / "short.h5", 100)
+    long = benchmark.pedantic(peak_rss_mib, args=(bench_dir / "long.h5", 1000), rounds=1, iterations=1)
+    benchmark.extra_info.update(peak_rss_mib_100_steps=round(short), peak_rss_mib_1000_steps=round(long),
+                                recorded_mib_1000_steps=round((bench_dir / "long.h5").stat().st_size / 2**20))
+    print(f"\npeak RSS: 100 steps {short:.0f} MiB, 1,000 steps {long:.0f} MiB")
+    assert long - short < 100, "memory grows with the run's length"
