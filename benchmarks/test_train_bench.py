@@ -1,8 +1,14 @@
-"""Training steps/s at the Flannel-1 shape, recording off vs every-step W, per device.
+"""Training steps/s at the Flannel-1 shape, per device: the harness vs the seeds' method.
 
     nox -s benchmarks -- -k train
 
-The ratio "with recording / without" is the recording overhead (goal: >= 0.95).
+The seeds' method runs first so that the ratios can be taken. Flannel-1 shape: batch 32 x 128 tokens, vocab 10,000, dim 64, 2 layers, bf16. Each case
+reports steps/s in `extra_info`; printed ratios (with -s):
+- "with recording / without": the cost of streaming W to HDF5 every step (goal >= 0.95);
+- "harness / seeds' method": the core's step vs transformers' Trainer as notebook 1.20a
+  ran it (harness.seed_trainer), W kept in RAM every step as the notebooks did;
+- "fp32 / bf16 logits_matmul": the opt-in float32-accumulated LM head (not bit-identical,
+  tests/test_lm_head.py states the difference) against the default.
 """
 
 from __future__ import annotations
@@ -20,19 +26,72 @@ from core.run import frame_tensors
 from core.train import Training, TrainConfig
 
 STEPS_PER_ROUND = {"cpu": 1, "cuda": 50, "mps": 10}
+ROUNDS, WARMUP_ROUNDS = 3, 1
 _steps_per_s: dict[tuple, float] = {}
 
 
-def flannel_training(device: str, tied: bool) -> Training:
-    ids = torch.tensor(np.random.default_rng(0).integers(0, 6300, size=400_000))
-    return Training(ids, ModelConfig(tied=tied), data_cfg=DataConfig(), train_cfg=TrainConfig(steps=10**6, device=device))
+def corpus_ids() -> torch.Tensor:
+    """400k ids over the first 6,300 of 10,000: the dead share of the default bundle."""
+    return torch.tensor(np.random.default_rng(0).integers(0, 6300, size=400_000))
 
 
+def shape_info(device: str, tied: bool, n: int) -> dict:
+    return dict(device=device, tied=tied, batch=32, seq_len=128, vocab=10_000, dim=64, dtype="bfloat16",
+                steps_per_round=n, threads=torch.get_num_threads())
+
+
+def report(benchmark, key: tuple, n: int) -> float:
+    steps_per_s = n / benchmark.stats.stats.mean
+    _steps_per_s[key] = steps_per_s
+    benchmark.extra_info["steps_per_s"] = round(steps_per_s, 3)
+    return steps_per_s
+
+
+def ratio(benchmark, name: str, numerator: tuple, denominator: tuple, label: str) -> None:
+    a, b = _steps_per_s.get(numerator), _steps_per_s.get(denominator)
+    if a and b:
+        benchmark.extra_info[name] = round(a / b, 3)
+        print(f"\n{label}: {a:.3f} / {b:.3f} steps/s = {a / b:.3f}")
+
+
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+@pytest.mark.parametrize("device", available_devices())
+def test_seeds_method_steps_per_second(benchmark, tmp_path, device, tied):
+    """transformers' Trainer as notebook 1.20a ran it, E and W kept in RAM after every step.
+
+    Each round is one `trainer.train()` of n steps on a Trainer built outside the timing
+    (its own optimizer and dataloader setup is inside, amortised over n steps)."""
+    pytest.importorskip("accelerate")
+    from harness.seed_trainer import RecordEW, SeedRun, notebook_trainer
+
+    n = STEPS_PER_ROUND[torch.device(device).type]
+    ids = corpus_ids()
+    recorders = []
+
+    def setup():
+        recorder = RecordEW()
+        recorders.append(recorder)
+        trainer = notebook_trainer(ids, SeedRun(tied=tied, steps=n, device=device), tmp_path / "trainer", recorder)
+        return (trainer,), {}
+
+    def train(trainer):
+        trainer.train()
+        synchronize(torch.device(device))
+
+    benchmark.group = f"train-step-{device}-{'tied' if tied else 'untied'}"
+    benchmark.extra_info.update(shape_info(device, tied, n), recording="W+E in RAM", method="transformers Trainer")
+    benchmark.pedantic(train, setup=setup, rounds=ROUNDS, warmup_rounds=WARMUP_ROUNDS, iterations=1)
+    report(benchmark, (device, tied, "seeds"), n)
+    assert [len(r.frames) for r in recorders] == [n] * (ROUNDS + WARMUP_ROUNDS)
+
+
+@pytest.mark.parametrize("logits_matmul", ["bf16", "fp32"])
 @pytest.mark.parametrize("recording", ["off", "W-every-step"])
 @pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
 @pytest.mark.parametrize("device", available_devices())
-def test_train_steps_per_second(benchmark, bench_dir, device, tied, recording):
-    training = flannel_training(device, tied)
+def test_train_steps_per_second(benchmark, bench_dir, device, tied, recording, logits_matmul):
+    training = Training(corpus_ids(), ModelConfig(tied=tied), data_cfg=DataConfig(),
+                        train_cfg=TrainConfig(steps=10**6, device=device, logits_matmul=logits_matmul))
     writer = None
     if recording != "off":
         writer = TrajectoryWriter(bench_dir / f"bench-{device}-{tied}.h5", vocab_size=10_000, dim=64, tied=tied,
@@ -47,17 +106,17 @@ def test_train_steps_per_second(benchmark, bench_dir, device, tied, recording):
         synchronize(training.device)
 
     benchmark.group = f"train-step-{device}-{'tied' if tied else 'untied'}"
-    benchmark.pedantic(run_steps, rounds=3, warmup_rounds=1, iterations=1)
+    benchmark.extra_info.update(shape_info(device, tied, n), recording=recording, logits_matmul=logits_matmul)
+    benchmark.pedantic(run_steps, rounds=ROUNDS, warmup_rounds=WARMUP_ROUNDS, iterations=1)
     if writer is not None:
         writer.close()
-    steps_per_s = n / benchmark.stats.stats.mean
-    _steps_per_s[(device, tied, recording)] = steps_per_s
-    benchmark.extra_info.update(device=device, tied=tied, recording=recording, batch=32, seq_len=128,
-                                vocab=10_000, dim=64, dtype="bfloat16", steps_per_round=n,
-                                steps_per_s=round(steps_per_s, 3), threads=torch.get_num_threads())
-    off = _steps_per_s.get((device, tied, "off"))
-    if recording != "off" and off:
-        benchmark.extra_info["ratio_to_no_recording"] = round(steps_per_s / off, 3)
-        print(f"\n{device} tied={tied}: {off:.3f} steps/s without recording, {steps_per_s:.3f} with W every step "
-              f"(ratio {steps_per_s / off:.3f})")
-    assert training.steps_done == 4 * n
+    report(benchmark, (device, tied, recording, logits_matmul), n)
+    if recording != "off":
+        ratio(benchmark, "ratio_to_no_recording", (device, tied, recording, logits_matmul),
+              (device, tied, "off", logits_matmul), f"{device} tied={tied} {logits_matmul}: W every step / off")
+    if logits_matmul == "fp32":
+        ratio(benchmark, "ratio_fp32_to_bf16", (device, tied, recording, "fp32"), (device, tied, recording, "bf16"),
+              f"{device} tied={tied} recording={recording}: fp32 / bf16 logits_matmul")
+    ratio(benchmark, "ratio_to_seeds_method", (device, tied, recording, logits_matmul), (device, tied, "seeds"),
+          f"{device} tied={tied} recording={recording} {logits_matmul}: harness / seeds' method")
+    assert training.steps_done == (ROUNDS + WARMUP_ROUNDS) * n

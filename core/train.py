@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from core.data import IGNORE_INDEX, Batches, DataConfig
 from core.device import resolve_device
+from core.lm_head import lm_logits
 from core.model import InitConfig, ModelConfig, build_model, embedding, is_tied, unembedding
 from core.optim import OptimConfig, build_optimizer, clip_gradients, lr_factor, set_lr
 
@@ -30,6 +31,7 @@ PARAM_TENSORS = ("E", "W", "grad_E", "grad_W", "exp_avg_E", "exp_avg_W", "exp_av
 class TrainConfig:
     steps: int = 1000  # Flannel 1/2: 1,000; Flannel 7: 500; Thimble 7: 6,000
     device: str = "auto"  # auto = cuda > mps > cpu
+    logits_matmul: str = "bf16"  # bf16 = the Trainer's step (bit-identical); fp32 = faster on AVX2 CPUs (core/lm_head.py)
 
 
 @dataclass
@@ -62,11 +64,12 @@ def train_step(
     step: int,
     capture_grads: tuple[str, ...] = (),
     capture_logits: bool = False,
+    logits_matmul: str = "bf16",
 ) -> StepResult:
     """One optimizer step on a batch. inputs, targets: (B, T) int64 on the model's device."""
     device_type = inputs.device.type
     with torch.autocast(device_type=device_type, dtype=torch.bfloat16):
-        logits = model(input_ids=inputs).logits  # (B, T, V) bf16
+        logits = lm_logits(model, inputs, logits_matmul)  # (B, T, V) bf16
         loss = causal_lm_loss(logits, targets)
     loss.backward()
     grads = {}
@@ -141,6 +144,7 @@ class Training:
             self.steps_done + 1,
             capture_grads,
             capture_logits,
+            self.train_cfg.logits_matmul,
         )
         self.steps_done += 1
         self.last = result

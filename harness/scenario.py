@@ -32,6 +32,7 @@ from typing import Any
 
 from core.data import DataConfig
 from core.device import DEVICE_KINDS
+from core.lm_head import LOGITS_MATMULS
 from core.model import UNTIED_INITS, InitConfig, ModelConfig
 from core.optim import SCHEDULES, OptimConfig
 from core.recorder import RECORDABLE, RecordConfig
@@ -309,6 +310,8 @@ def validate_values(where: str, s: Scenario) -> None:
         fail("optimizer.schedule", o.schedule, f"allowed: {', '.join(SCHEDULES)}")
     if t.device.split(":")[0] not in DEVICE_KINDS:
         fail("train.device", t.device, f"allowed: {', '.join(DEVICE_KINDS)} (or cuda:N)")
+    if t.logits_matmul not in LOGITS_MATMULS:
+        fail("train.logits_matmul", t.logits_matmul, f"allowed: {', '.join(LOGITS_MATMULS)}")
     for name in r.tensors:
         if name not in RECORDABLE:
             fail("record.tensors", name, f"unknown tensor. Allowed: {', '.join(RECORDABLE)}")

@@ -88,6 +88,8 @@ REPLACED = {  # malformed by editing the base text rather than appending to it
     "target-offset-zero": (("batch_size = 4", "batch_size = 4\ntarget_offset = 0"), r"data.target_offset = 0: must be in 1..seq_len \(32\)"),
     "seq-past-positions": (("seq_len = 32", "seq_len = 64"), r"data.seq_len = 64: exceeds model.n_positions = 32"),
     "unknown-device": (('device = "cpu"', 'device = "tpu"'), r"train.device = 'tpu': allowed: auto, cpu, cuda, mps"),
+    "unknown-logits-matmul": (('device = "cpu"', 'device = "cpu"\nlogits_matmul = "fp16"'),
+                              r"train.logits_matmul = 'fp16': allowed: bf16, fp32"),
     "unknown-tensor": (('"grad_W", "loss"', '"grad_W", "V"'), r"record.tensors = 'V': unknown tensor. Allowed: E, W"),
     "heads-do-not-divide": (("n_positions = 32", "n_positions = 32\nn_head = 5"), r"model.n_head = 5: must divide model.n_embd = 64"),
     "bad-name": (('name = "tiny"', 'name = "tiny run/1"'), r"name = 'tiny run/1': use letters, digits"),
