@@ -41,11 +41,12 @@ def benchmarks(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def scenarios(session: nox.Session) -> None:
-    """Every scenario at full scale: runs/<name>.h5, a verdict per expectation, runs/summary.json.
+    """Every scenario at full scale: runs/<name>.h5 with a report (runs/<name>_report/), a verdict
+    per expectation, runs/summary.json.
 
     Long: the seed scenarios are minutes on a GPU and hours on a 2-core CPU. Pass pytest
     args after --, e.g. `nox -s scenarios -- -k flannel_7 --device cuda`.
     """
     install_project(session)
-    session.run("python", "-m", "pytest", "scenarios", "--scale", "full", "--runs-dir", "runs", "-p",
+    session.run("python", "-m", "pytest", "scenarios", "--scale", "full", "--runs-dir", "runs", "--report", "-p",
                 "no:cacheprovider", "-rA", *session.posargs)

@@ -96,15 +96,20 @@ def parse_expectations(where: str, tables: list, scenario) -> list:
             raise ScenarioError(f"{here}: {exc.args[0]}") from None
         test_id = table.pop("id", None)
         xfail = table.pop("xfail", "")
+        exploratory = table.pop("exploratory", "")
         scales = table.pop("scales", None)
-        if not isinstance(xfail, str):
-            raise ScenarioError(f"{here}: xfail must be a string giving the reason, got {xfail!r}")
+        for key, value in (("xfail", xfail), ("exploratory", exploratory)):
+            if not isinstance(value, str):
+                raise ScenarioError(f"{here}: {key} must be a string giving the reason, got {value!r}")
+        if xfail and exploratory:
+            raise ScenarioError(f"{here}: xfail and exploratory exclude each other: an exploratory expectation may "
+                                "go either way, an xfail must fail")
         if scales is not None and not (isinstance(scales, list) and all(s in scenario.scales for s in scales)):
             raise ScenarioError(f"{here}: scales = {scales!r}: allowed values {scenario.scales}")
         params = check_parameters(fn)
         for key, value in table.items():
             if key not in params:
-                allowed = ", ".join(list(params) + ["id", "xfail", "scales"])
+                allowed = ", ".join(list(params) + ["id", "xfail", "exploratory", "scales"])
                 raise ScenarioError(f"{here} ({name}): unknown argument {key!r}. Allowed: {allowed}")
             _check_argument(here, name, key, value, params[key], scenario, stored)
         for key, p in params.items():
@@ -122,7 +127,8 @@ def parse_expectations(where: str, tables: list, scenario) -> list:
         seen[test_id] = seen.get(test_id, 0) + 1
         if seen[test_id] > 1:
             test_id = f"{test_id}-{seen[test_id]}"
-        out.append(Expectation(check=name, args=args, id=test_id, xfail=xfail, scales=scales))
+        out.append(Expectation(check=name, args=args, id=test_id, xfail=xfail, exploratory=exploratory,
+                               scales=scales))
     return out
 
 
@@ -373,6 +379,51 @@ def decay_below_ulp_noop(ctx: CheckContext, tensor: str = "E", tokens: TokenSet 
     verdict = zero_displacement(ctx, tensor=tensor, tokens=tokens)
     prefix = f"lr * wd = {product:.3g} < 2^-9: "
     return Verdict(verdict.passed, prefix + verdict.message, verdict.worst)
+
+
+@check("displacement_exceeds")
+def displacement_exceeds(ctx: CheckContext, tensor: str = "W", tokens: TokenSet = "dead", than: TokenSet = "live",
+                         step: int = -1) -> Verdict:
+    """Mean ‖x_step − x_0‖ of the `tokens` rows of `tensor` exceeds that of the `than` rows
+    (step -1: the last frame)."""
+    frame = frame_for(ctx.traj, step)
+    view = ctx.traj[tensor]
+    first, last = view[0].float(), view[frame].float()
+    moved = (last - first).norm(dim=-1).numpy()  # (V,)
+    means = {}
+    for label, tokens_ in (("tokens", tokens), ("than", than)):
+        ids = token_ids(ctx.traj, tokens_)
+        if ids.size == 0:
+            return Verdict(False, f"the token set {tokens_!r} is empty: nothing to compare")
+        means[label] = float(moved[ids].mean())
+    text = (f"mean displacement of {tensor} rows by step {int(ctx.traj.steps[frame])}: {tokens} {means['tokens']:.4g}, "
+            f"{than} {means['than']:.4g}")
+    if means["than"] > 0:
+        text += f" (ratio {means['tokens'] / means['than']:.3g})"
+    if means["tokens"] > means["than"]:
+        return Verdict(True, text)
+    return Verdict(False, f"expected {tokens} to move further than {than}; {text}")
+
+
+@check("radius_dips_before_growing")
+def radius_dips(ctx: CheckContext, tensor: str = "W", tokens: TokenSet = "dead") -> Verdict:
+    """The cloud of `tokens` rows first contracts below its initial mean radius, then grows past
+    it ("the inhale before the sneeze")."""
+    from harness.analysis import cloud_radius, radius_dips_before_growing
+
+    ids = token_ids(ctx.traj, tokens)
+    if ids.size < 2:
+        return Verdict(False, f"the token set {tokens!r} has {ids.size} tokens: no cloud")
+    radius = cloud_radius(ctx.traj, tensor, ids, chunk=STREAM_FRAMES)
+    dip = radius_dips_before_growing(radius)
+    steps = ctx.traj.steps
+    low = f"minimum {radius[dip['min_frame']]:.5g} at step {int(steps[dip['min_frame']])} ({dip['min_relative']:+.3%})"
+    grow = (f"first above the start ({radius[0]:.5g}) at step {int(steps[dip['first_growth_frame']])}"
+            if dip["first_growth_frame"] is not None else f"never above the start ({radius[0]:.5g})")
+    text = f"mean radius of the {tokens} cloud of {tensor}: {low}, {grow}"
+    if dip["dips"]:
+        return Verdict(True, text)
+    return Verdict(False, f"expected a contraction before growth; {text}", {"radius": radius[:100].tolist()})
 
 
 def run_check(name: str, ctx: CheckContext, args: dict[str, Any]) -> Verdict:

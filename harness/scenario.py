@@ -72,6 +72,7 @@ class Expectation:
     args: dict[str, Any]
     id: str  # readable test id, e.g. "dead-E-zero_displacement"
     xfail: str = ""  # non-empty: a kept hypothesis expected to fail (strict), with the reason
+    exploratory: str = ""  # non-empty: an open question, reported either way, never fails the suite
     scales: list[str] | None = None  # only at these scales (None: all)
 
 

@@ -26,9 +26,12 @@ def resolve_scenario_path(name_or_path: str) -> Path:
     raise ScenarioError(f"No scenario {name_or_path!r}: not a file, and not in scenarios/. Known: {', '.join(known)}")
 
 
-def verdict_word(passed: bool, xfail: str) -> str:
+def verdict_word(passed: bool, xfail: str, exploratory: str = "") -> str:
+    """PASS / FAIL; XFAIL / XPASS for a kept failing hypothesis; YES / NO for an exploratory one."""
     if xfail:
         return "XFAIL" if not passed else "XPASS"
+    if exploratory:
+        return "YES" if passed else "NO"
     return "PASS" if passed else "FAIL"
 
 
@@ -42,7 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     failed = 0
     for expectation, verdict in evaluate(scenario, result.path, device=args.device):
-        word = verdict_word(verdict.passed, expectation.xfail)
+        word = verdict_word(verdict.passed, expectation.xfail, expectation.exploratory)
         failed += word in ("FAIL", "XPASS")
         print(f"{word:5s} {scenario.name}-{expectation.id}: {verdict.message}")
     return 1 if failed else 0

@@ -119,10 +119,36 @@ def test_tied_run_identity_and_file_layout(write_scenario, tmp_path):
 def test_registry_rejects_duplicates_and_names_the_available_checks():
     with pytest.raises(ValueError, match="Check 'finite' is already registered"):
         check("finite")(lambda ctx: None)
-    with pytest.raises(KeyError, match="Unknown check 'x'. Available: decay_below_ulp_noop, deterministic, equal"):
+    with pytest.raises(KeyError, match="Unknown check 'x'. Available: decay_below_ulp_noop, deterministic, displacement_exceeds, equal"):
         get_check("x")
     assert {"equal", "zero_displacement", "zero_gradient", "nonzero_displacement", "tied_identity", "finite",
-            "loss_decreases", "deterministic", "decay_below_ulp_noop"} <= set(REGISTRY)
+            "loss_decreases", "deterministic", "decay_below_ulp_noop", "displacement_exceeds",
+            "radius_dips_before_growing"} <= set(REGISTRY)
+
+
+def test_displacement_exceeds_compares_token_sets_on_the_recorded_run(untied_run):
+    scenario, path = untied_run
+    live_e = verdict(scenario, path, "displacement_exceeds", tensor="E", tokens="live", than="dead")
+    assert live_e.passed and live_e.message.endswith("dead 0")  # dead rows of E never move
+    dead_e = verdict(scenario, path, "displacement_exceeds", tensor="E", tokens="dead", than="live")
+    assert not dead_e.passed and dead_e.message.startswith("expected dead to move further than live")
+
+
+def test_exploratory_expectation_is_reported_but_never_fails(pytester, write_scenario, capsys):
+    from harness.cli import main
+
+    path = write_scenario(
+        '\n[[expect]]\ncheck = "displacement_exceeds"\ntensor = "E"\ntokens = "dead"\n'  # false: dead E is frozen
+        'exploratory = "do dead rows outrun live ones?"\n'
+        '\n[[expect]]\ncheck = "displacement_exceeds"\ntensor = "E"\ntokens = "live"\nthan = "dead"\n'
+        'exploratory = "the converse"\n'
+    )
+    result = pytester.runpytest(str(path), "-p", "no:cacheprovider", "-rxX")
+    result.assert_outcomes(xfailed=1, xpassed=1)
+    assert result.ret == 0
+    assert main(["run", str(path), "--out", str(pytester.path / "cli"), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "NO    tiny-dead-E-displacement_exceeds" in out and "YES   tiny-live-E-displacement_exceeds" in out
 
 
 pytest_plugins = ["pytester"]

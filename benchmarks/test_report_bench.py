@@ -1,0 +1,63 @@
+"""`python -m harness report` on a Thimble-size file: 6,001 frames of W, 10,000 x 64 bf16
+(7.7 GB), against a 101-frame file of the same shape. Peak RSS must not grow with length.
+
+    nox -s benchmarks -- -k report
+
+Frames are synthetic (a lattice random walk: each frame moves a rotating tenth of the
+tokens by one bf16 ULP in every coordinate) so the file is written at disk speed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.recorder import RecordConfig, TokenTables, TrajectoryWriter
+
+VOCAB, DIM = 10_000, 64
+DEAD = np.arange(VOCAB) >= 6300
+
+
+def write_walk(path: Path, frames: int) -> None:
+    x = (torch.randn(VOCAB, DIM, generator=torch.Generator().manual_seed(0)) * 0.02).to(torch.bfloat16)
+    bits = x.view(torch.int16)
+    tokens = TokenTables(DEAD, np.where(DEAD, 0, 1), [str(i) for i in range(VOCAB)])
+    config = RecordConfig(tensors=["W"], flush_every_frames=100)
+    with TrajectoryWriter(path, vocab_size=VOCAB, dim=DIM, tied=True, config=config, tokens=tokens,
+                          overwrite=True) as writer:
+        for step in range(frames):
+            if step:
+                bits[step % 10 :: 10] += 1
+            writer.append(step, {"W": x}, loss=1.0)
+
+
+def report_rss_and_seconds(path: Path, out: Path) -> tuple[float, float]:
+    child = Path(__file__).with_name("report_child.py")
+    peak_kib, seconds = subprocess.run([sys.executable, str(child), str(path), str(out)], capture_output=True,
+                                       text=True, check=True).stdout.split()
+    return int(peak_kib) / 1024, float(seconds)
+
+
+def test_report_memory_is_flat_in_file_length(benchmark, bench_dir):
+    benchmark.group = "report-thimble-size"
+    short_file, long_file = bench_dir / "walk_101.h5", bench_dir / "walk_6001.h5"
+    write_walk(short_file, 101)
+    write_walk(long_file, 6001)
+    try:
+        short_rss, short_s = report_rss_and_seconds(short_file, bench_dir / "short_report")
+        long_rss, long_s = benchmark.pedantic(report_rss_and_seconds, args=(long_file, bench_dir / "long_report"),
+                                              rounds=1, iterations=1)
+        benchmark.extra_info.update(frames=6001, vocab=VOCAB, dim=DIM, file_gb=round(long_file.stat().st_size / 1e9, 2),
+                                    peak_rss_mib_101_frames=round(short_rss), peak_rss_mib_6001_frames=round(long_rss),
+                                    seconds_101_frames=short_s, seconds_6001_frames=long_s)
+        print(f"\nreport peak RSS: 101 frames {short_rss:.0f} MiB in {short_s:.1f} s; "
+              f"6,001 frames ({long_file.stat().st_size / 1e9:.1f} GB) {long_rss:.0f} MiB in {long_s:.1f} s")
+        assert (bench_dir / "long_report" / "lattice.png").stat().st_size > 0
+        assert long_rss - short_rss < 200, "report memory grows with the file's length"
+    finally:
+        short_file.unlink(missing_ok=True)
+        long_file.unlink(missing_ok=True)

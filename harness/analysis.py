@@ -1,0 +1,291 @@
+"""Dead-token dynamics computed from a trajectory file, streaming frames in chunks.
+
+One pass over each recorded matrix (E, W) computes, per frame t and per token set
+(dead, live):
+
+- displacement from frame 0, ‖x_t − x_0‖, and step to step, ‖x_t − x_{t−1}‖;
+- the cloud: centroid c_t (mean row), its drift ‖c_t − c_0‖, mean and max radius ‖x_t − c_t‖;
+- displacement in the comoving frame, ‖(x_t − c_t) − (x_0 − c_0)‖;
+- each step split into radial and tangential parts relative to the cloud centroid of the
+  previous frame, and the share of moving tokens whose step points outward (chance: 0.5);
+- the bf16 lattice: the fraction of coordinates that changed, and the size of the changes
+  in ULPs (distance between bf16 bit patterns); per token, the last step it moved;
+- an under-trained-token indicator in the style of Magikarp: each row's cosine to the
+  mean of the dead rows, and how well it separates dead from live (AUROC, 1 = perfectly);
+- untied runs: ‖E − W‖_F per frame, over all tokens and per set.
+
+Memory is bounded by `chunk` frames (chunk × vocab × dim float32 plus a few per-frame
+rows) whatever the file's length. Everything is float32 arithmetic on the exact bf16
+values read from the file.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from core.trajectory import Trajectory
+
+log = logging.getLogger(__name__)
+
+SETS = ("dead", "live")
+DEFAULT_CHUNK = 16  # frames held at once: 16 x 10,000 x 64 float32 = 41 MB per working copy
+
+
+@dataclass
+class Analysis:
+    """Per-frame series and per-token arrays, keyed "<tensor>/<set>/<metric>"."""
+
+    path: str
+    steps: np.ndarray  # (T,) optimizer step of each frame
+    tied: bool
+    tensors: list[str]  # the matrices analysed: ["W"] tied, ["E", "W"] untied
+    n_dead: int
+    n_live: int
+    series: dict[str, np.ndarray] = field(default_factory=dict)  # each (T,) float64
+    per_token: dict[str, np.ndarray] = field(default_factory=dict)  # each (V,)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key in self.series:
+            return self.series[key]
+        if key in self.per_token:
+            return self.per_token[key]
+        raise KeyError(f"No analysis result {key!r}. Available: {', '.join([*self.series, *self.per_token])}.")
+
+
+def bf16_ordinal(x: torch.Tensor) -> torch.Tensor:
+    """Integer position of each bf16 value on the bf16 lattice (monotonic in the value):
+    the difference of two ordinals is the distance in ULPs. x bf16 -> int32.
+
+    Positives map to their bit pattern m, negatives to -1 - m (one xor, no branch), so -0
+    and +0 sit one apart: a sign flip of zero counts as one ULP."""
+    bits = x.view(torch.int16)
+    return (bits ^ ((bits >> 15) & 0x7FFF)).to(torch.int32)
+
+
+def auroc(scores: torch.Tensor, positive: torch.Tensor) -> float:
+    """P(score of a positive > score of a negative), ties counting one half."""
+    return float(batched_auroc(scores[None], positive)[0])
+
+
+def batched_auroc(scores: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """AUROC of each row of scores (C, V) for the labels positive (V,) bool: (C,) float64."""
+    c, v = scores.shape
+    n_pos = int(positive.sum())
+    n_neg = v - n_pos
+    if not n_pos or not n_neg:
+        return torch.full((c,), float("nan"), dtype=torch.float64)
+    sorted_scores, order = torch.sort(scores, dim=1)
+    pos = positive[order]  # (C, V) labels in score order
+    new_group = torch.ones_like(pos)
+    new_group[:, 1:] = sorted_scores[:, 1:] != sorted_scores[:, :-1]
+    group = torch.cumsum(new_group, dim=1) - 1 + torch.arange(c)[:, None] * v  # tie groups, unique per row
+    pos_in = torch.bincount(group.flatten(), weights=pos.flatten().double(), minlength=c * v).view(c, v)
+    neg_in = torch.bincount(group.flatten(), weights=(~pos).flatten().double(), minlength=c * v).view(c, v)
+    neg_below = torch.cumsum(neg_in, dim=1) - neg_in
+    return (pos_in * (neg_below + neg_in / 2)).sum(1) / (n_pos * n_neg)
+
+
+class _Accumulator:
+    """Collects per-frame values into preallocated (T,) arrays."""
+
+    def __init__(self, frames: int):
+        self.frames = frames
+        self.series: dict[str, np.ndarray] = {}
+
+    def put(self, key: str, start: int, values: torch.Tensor | np.ndarray) -> None:
+        if key not in self.series:
+            self.series[key] = np.full(self.frames, np.nan)
+        values = values.double().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values, float)
+        self.series[key][start : start + len(values)] = values
+
+
+def _nan_where_zero(numerator: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    return torch.where(count > 0, numerator / count.clamp_min(1), torch.tensor(float("nan")))
+
+
+def _analyse_tensor(traj: Trajectory, name: str, dead: torch.Tensor, acc: _Accumulator,
+                    per_token: dict[str, np.ndarray], chunk: int, progress: bool) -> None:
+    """All per-frame metrics of one matrix. Rows are reordered live-then-dead once per chunk,
+    so each token set is a contiguous slice (a view) rather than a masked copy."""
+    view = traj[name]
+    n = len(traj)
+    steps = torch.as_tensor(traj.steps)
+    order = torch.cat([torch.nonzero(~dead).flatten(), torch.nonzero(dead).flatten()])  # (V,)
+    n_live = int((~dead).sum())
+    sets = {}  # token set -> its rows after reordering
+    if n_live:
+        sets["live"] = slice(0, n_live)
+    if n_live < len(order):
+        sets["dead"] = slice(n_live, None)
+    dead_sorted = torch.arange(len(order)) >= n_live  # labels in the reordered row order
+
+    first = view[0][order]  # (V, D) bf16, reordered
+    x0 = first.float()
+    rel0 = {s: x0[sl] - x0[sl].mean(0) for s, sl in sets.items()}  # rows relative to their centroid at frame 0
+    centroid0 = {s: x0[sl].mean(0) for s, sl in sets.items()}
+    prev_f, prev_ord = x0, bf16_ordinal(first)
+    last_moved = torch.zeros(len(order), dtype=torch.long)  # step of the last change; 0 = never moved
+    bar = tqdm(total=n, desc=f"analysing {name}", unit="frame", disable=not progress, leave=False)
+    for start in range(0, n, chunk):
+        block = view[start : start + chunk][:, order]  # (C, V, D) bf16
+        cur = block.float()
+        before = torch.cat([prev_f[None], cur[:-1]])  # frame t - 1 for each t (frame 0 for frame 0)
+        ords = bf16_ordinal(block)
+        ulps = (ords - torch.cat([prev_ord[None], ords[:-1]])).abs_()  # (C, V, D) lattice steps moved
+        changed = ulps != 0
+        moved = changed.any(-1)  # (C, V)
+        chunk_steps = steps[start : start + len(block)]
+        last_moved = torch.where(moved.any(0), (moved * chunk_steps[:, None]).amax(0), last_moved)
+        step_vec = cur - before  # (C, V, D)
+        from_start = (cur - x0).norm(dim=-1)  # (C, V)
+        step_norm = step_vec.norm(dim=-1)  # (C, V)
+        for s, sl in sets.items():
+            key = f"{name}/{s}"
+            rows, rows_before = cur[:, sl], before[:, sl]  # views (C, n_s, D)
+            c, c_before = rows.mean(1), rows_before.mean(1)  # (C, D)
+            rel = rows - c[:, None]
+            radius = rel.norm(dim=-1)  # (C, n_s)
+            acc.put(f"{key}/displacement_mean", start, from_start[:, sl].mean(1))
+            acc.put(f"{key}/displacement_max", start, from_start[:, sl].amax(1))
+            acc.put(f"{key}/step_mean", start, step_norm[:, sl].mean(1))
+            acc.put(f"{key}/step_max", start, step_norm[:, sl].amax(1))
+            acc.put(f"{key}/centroid_drift", start, (c - centroid0[s]).norm(dim=-1))
+            acc.put(f"{key}/radius_mean", start, radius.mean(1))
+            acc.put(f"{key}/radius_max", start, radius.amax(1))
+            acc.put(f"{key}/comoving_mean", start, (rel - rel0[s]).norm(dim=-1).mean(1))
+            # radial / tangential parts of each step, relative to the previous frame's cloud
+            outward = rows_before - c_before[:, None]  # (C, n_s, D)
+            unit = outward / outward.norm(dim=-1, keepdim=True).clamp_min(1e-30)
+            step_s = step_vec[:, sl]
+            radial = (step_s * unit).sum(-1)  # (C, n_s), signed: > 0 is outward
+            tangential = (step_s - radial[..., None] * unit).norm(dim=-1)
+            moving = moved[:, sl]
+            n_moving = moving.sum(1)
+            acc.put(f"{key}/radial_mean", start, radial.mean(1))
+            acc.put(f"{key}/tangential_mean", start, tangential.mean(1))
+            acc.put(f"{key}/outward_fraction", start, _nan_where_zero(((radial > 0) & moving).sum(1), n_moving))
+            # bf16 lattice
+            ch, u = changed[:, sl], ulps[:, sl]
+            n_changed = ch.sum((1, 2))
+            acc.put(f"{key}/changed_fraction", start, n_changed / ch[0].numel())
+            acc.put(f"{key}/moved_fraction", start, moving.float().mean(1))
+            acc.put(f"{key}/changed_ulps_mean", start, _nan_where_zero(u.sum((1, 2)), n_changed))
+            acc.put(f"{key}/one_ulp_fraction", start, _nan_where_zero((u == 1).sum((1, 2)), n_changed))
+        # Magikarp-style indicator: cosine of each row to the mean dead row
+        if len(sets) == 2:
+            dead_mean = cur[:, n_live:].mean(1)  # (C, D)
+            cosine = torch.bmm(cur, dead_mean[:, :, None])[..., 0] / (
+                cur.norm(dim=-1) * dead_mean.norm(dim=-1, keepdim=True)).clamp_min(1e-30)  # (C, V)
+            acc.put(f"{name}/indicator_auroc", start, batched_auroc(cosine, dead_sorted))
+            if start + len(block) == n:
+                per_token[f"{name}/indicator_cosine"] = _unorder(cosine[-1], order).numpy()
+        if start + len(block) == n:
+            per_token[f"{name}/displacement"] = _unorder(from_start[-1], order).numpy()
+        prev_f, prev_ord = cur[-1], ords[-1]
+        bar.update(len(block))
+    bar.close()
+    per_token[f"{name}/last_moved_step"] = _unorder(last_moved, order).numpy()
+
+
+def _unorder(values: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """Per-token values in reordered rows -> token id order."""
+    out = torch.empty_like(values)
+    out[order] = values
+    return out
+
+
+def _analyse_difference(traj: Trajectory, masks: dict[str, torch.Tensor], acc: _Accumulator, chunk: int) -> None:
+    """Untied runs: ‖E − W‖_F per frame, all tokens and per set."""
+    e, w = traj["E"], traj["W"]
+    for start in range(0, len(traj), chunk):
+        diff = e[start : start + chunk].float() - w[start : start + chunk].float()  # (C, V, D)
+        acc.put("E-W/all/frobenius", start, diff.square().sum((1, 2)).sqrt())
+        for s, m in masks.items():
+            acc.put(f"E-W/{s}/frobenius", start, diff[:, m].square().sum((1, 2)).sqrt())
+
+
+def analyse(path, chunk: int = DEFAULT_CHUNK, progress: bool = False) -> Analysis:
+    """Every metric of this module for the trajectory at `path`, in bounded memory."""
+    with Trajectory(path) as traj:
+        n = len(traj)
+        if n < 1:
+            raise ValueError(f"{path} has no complete frame to analyse.")
+        tensors = [t for t in ("E", "W") if t in traj.names and not (traj.tied and t == "E")]
+        if not tensors:
+            raise ValueError(f"{path} records neither E nor W: nothing to analyse. Recorded: {', '.join(traj.names)}.")
+        dead = torch.as_tensor(traj.dead_mask)
+        masks = {"dead": dead, "live": ~dead}
+        acc = _Accumulator(n)
+        per_token: dict[str, np.ndarray] = {"dead_mask": dead.numpy()}
+        for name in tensors:
+            _analyse_tensor(traj, name, dead, acc, per_token, chunk, progress)
+        if tensors == ["E", "W"]:
+            _analyse_difference(traj, masks, acc, chunk)
+        return Analysis(str(path), traj.steps, traj.tied, tensors, int(dead.sum()), int((~dead).sum()),
+                        acc.series, per_token)
+
+
+def cloud_radius(traj: Trajectory, name: str, ids: np.ndarray, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+    """Mean distance of the `ids` rows of `name` from their centroid, per frame: (T,). Streams."""
+    out = np.empty(len(traj))
+    for start, block in traj.iter_frames(name, chunk=chunk, tokens=ids):
+        rows = block.float()  # (C, n, D)
+        out[start : start + len(rows)] = (rows - rows.mean(1, keepdim=True)).norm(dim=-1).mean(1).double().numpy()
+    return out
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def radius_dips_before_growing(radius: np.ndarray) -> dict:
+    """Does the cloud radius shrink below its start before it exceeds it ("the inhale before the
+    sneeze")? radius (T,): the minimum before the first frame above radius[0], and where."""
+    above = np.flatnonzero(radius > radius[0])
+    end = int(above[0]) if above.size else len(radius)
+    low = int(np.argmin(radius[:end])) if end > 0 else 0
+    return {"dips": bool(above.size and radius[low] < radius[0]), "min_frame": low,
+            "min_relative": float(radius[low] / radius[0] - 1) if radius[0] else 0.0,
+            "first_growth_frame": end if above.size else None}
+
+
+def summarize(a: Analysis) -> dict:
+    """The findings as plain numbers (what report.json holds)."""
+    out: dict = {"path": a.path, "frames": int(len(a.steps)), "last_step": int(a.steps[-1]), "tied": a.tied,
+                 "dead_tokens": a.n_dead, "live_tokens": a.n_live, "tensors": {}}
+    for name in a.tensors:
+        t: dict = {}
+        for s in SETS:
+            key = f"{name}/{s}"
+            if f"{key}/radius_mean" not in a.series:
+                continue
+            radius = a[f"{key}/radius_mean"]
+            t[s] = {
+                "final_displacement_mean": float(a[f"{key}/displacement_mean"][-1]),
+                "final_comoving_mean": float(a[f"{key}/comoving_mean"][-1]),
+                "radius_start": float(radius[0]),
+                "radius_final": float(radius[-1]),
+                "radius_dip": radius_dips_before_growing(radius),
+                "centroid_drift_final": float(a[f"{key}/centroid_drift"][-1]),
+                "outward_fraction_mean": float(np.nanmean(a[f"{key}/outward_fraction"][1:]))
+                if len(a.steps) > 1 and not np.all(np.isnan(a[f"{key}/outward_fraction"][1:])) else None,
+                "changed_fraction_last": float(a[f"{key}/changed_fraction"][-1]),
+            }
+        frozen, dead = a[f"{name}/last_moved_step"], a["dead_mask"]
+        t["last_moved_step"] = {
+            s: {"never_moved": int((frozen[m] == 0).sum()), "median": float(np.median(frozen[m])),
+                "max": int(frozen[m].max())}
+            for s, m in (("dead", dead), ("live", ~dead)) if m.any()
+        }
+        if f"{name}/indicator_auroc" in a.series:
+            auc = a[f"{name}/indicator_auroc"]
+            t["indicator_auroc"] = {"first": float(auc[0]), "last": float(auc[-1]), "max": float(np.nanmax(auc))}
+        out["tensors"][name] = t
+    if "E-W/all/frobenius" in a.series:
+        out["E_minus_W"] = {s: float(a[f"E-W/{s}/frobenius"][-1]) for s in ("all", *SETS)}
+    return out
+

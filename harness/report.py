@@ -1,0 +1,103 @@
+"""`python -m harness report RUN.h5 [--out DIR]`: figures, report.json and report.md.
+
+DIR defaults to `<run folder>/<run name>_report/`. The analysis streams the file in
+chunks of frames (harness.analysis), so a 6,001-frame Thimble file needs no more memory
+than a 10-frame one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+from harness.analysis import DEFAULT_CHUNK, Analysis, analyse, summarize
+
+log = logging.getLogger(__name__)
+
+
+def default_report_dir(run: Path) -> Path:
+    return run.parent / f"{run.stem}_report"
+
+
+def markdown(summary: dict, figures: list[str]) -> str:
+    lines = [f"# Report: {summary['path']}", "",
+             f"{summary['frames']} frames up to step {summary['last_step']}; "
+             f"{'tied' if summary['tied'] else 'untied'}; {summary['dead_tokens']:,} dead and "
+             f"{summary['live_tokens']:,} live tokens.", ""]
+    for name, t in summary["tensors"].items():
+        lines += [f"## {name}", "", "| | dead | live |", "| --- | --- | --- |"]
+        rows = [("mean displacement from step 0 (final)", "final_displacement_mean"),
+                ("mean comoving displacement (final)", "final_comoving_mean"),
+                ("cloud radius at step 0", "radius_start"), ("cloud radius (final)", "radius_final"),
+                ("centroid drift (final)", "centroid_drift_final"),
+                ("share of steps pointing outward (mean; chance 0.5)", "outward_fraction_mean"),
+                ("share of coordinates changed at the last step", "changed_fraction_last")]
+        for label, key in rows:
+            cells = [_fmt(t.get(s, {}).get(key)) for s in ("dead", "live")]
+            lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
+        dips = [f"{s}: {'yes' if t[s]['radius_dip']['dips'] else 'no'}"
+                f" (min {t[s]['radius_dip']['min_relative']:+.2%} at frame {t[s]['radius_dip']['min_frame']})"
+                for s in ("dead", "live") if s in t]
+        lines += ["", f"Radius dips before it grows: {'; '.join(dips)}.", ""]
+        for s, frozen in t["last_moved_step"].items():
+            lines.append(f"- {s}: {frozen['never_moved']:,} tokens never moved; the last move of a {s} token "
+                         f"was at step {frozen['max']} (median {frozen['median']:g}).")
+        if "indicator_auroc" in t:
+            auc = t["indicator_auroc"]
+            lines.append(f"- indicator AUROC (cosine to the mean dead row): {auc['first']:.3f} at step 0, "
+                         f"{auc['last']:.3f} at the end, best {auc['max']:.3f}.")
+        lines.append("")
+    if "E_minus_W" in summary:
+        d = summary["E_minus_W"]
+        lines += ["## E − W", "", f"‖E − W‖_F at the end: all {d['all']:.4g}, dead {d['dead']:.4g}, "
+                  f"live {d['live']:.4g}.", ""]
+    lines += ["## Figures", ""] + [f"![{f}]({f})" for f in figures] + [""]
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    return "–" if value is None else f"{value:.4g}"
+
+
+def write_report(run: str | Path, out: str | Path | None = None, chunk: int = DEFAULT_CHUNK,
+                 progress: bool = False) -> dict[str, Path]:
+    """Analyse `run` and write its figures and summaries; returns {file stem: path}."""
+    from harness.figures import make_figures
+
+    run = Path(run)
+    out = Path(out) if out is not None else default_report_dir(run)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    a: Analysis = analyse(run, chunk=chunk, progress=progress)
+    summary = summarize(a)
+    written: dict[str, Path] = {}
+    for stem, fig in make_figures(a).items():
+        path = out / f"{stem}.png"
+        fig.savefig(path, dpi=110)
+        written[stem] = path
+    summary["seconds"] = round(time.perf_counter() - start, 2)
+    (out / "report.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    (out / "report.md").write_text(markdown(summary, [p.name for p in written.values()]), encoding="utf-8")
+    written["report.json"], written["report.md"] = out / "report.json", out / "report.md"
+    log.info("report of %s (%d frames) in %.1f s -> %s", run, summary["frames"], summary["seconds"], out)
+    return written
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    for run in args.runs:
+        out = args.out if len(args.runs) == 1 or args.out is None else Path(args.out) / Path(run).stem
+        written = write_report(run, out, chunk=args.chunk, progress=not args.quiet)
+        print(f"report: {written['report.md']}  ({len(written) - 2} figures)")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    report = sub.add_parser("report", help="figures and summaries of dead-token dynamics from trajectory files")
+    report.add_argument("runs", nargs="+", help="trajectory files (.h5)")
+    report.add_argument("--out", default=None, help="output folder (default: <run folder>/<name>_report/)")
+    report.add_argument("--chunk", type=int, default=DEFAULT_CHUNK, help="frames held in memory at once")
+    report.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    report.set_defaults(func=cmd_report)
