@@ -263,7 +263,7 @@ def summarize(a: Analysis) -> dict:
             key = f"{name}/{s}"
             if f"{key}/radius_mean" not in a.series:
                 continue
-            radius = a[f"{key}/radius_mean"]
+            radius, outward = a[f"{key}/radius_mean"], a[f"{key}/outward_fraction"][1:]
             t[s] = {
                 "final_displacement_mean": float(a[f"{key}/displacement_mean"][-1]),
                 "final_comoving_mean": float(a[f"{key}/comoving_mean"][-1]),
@@ -271,8 +271,7 @@ def summarize(a: Analysis) -> dict:
                 "radius_final": float(radius[-1]),
                 "radius_dip": radius_dips_before_growing(radius),
                 "centroid_drift_final": float(a[f"{key}/centroid_drift"][-1]),
-                "outward_fraction_mean": float(np.nanmean(a[f"{key}/outward_fraction"][1:]))
-                if len(a.steps) > 1 and not np.all(np.isnan(a[f"{key}/outward_fraction"][1:])) else None,
+                "outward_fraction_mean": float(np.nanmean(outward)) if np.isfinite(outward).any() else None,
                 "changed_fraction_last": float(a[f"{key}/changed_fraction"][-1]),
             }
         frozen, dead = a[f"{name}/last_moved_step"], a["dead_mask"]
