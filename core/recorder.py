@@ -18,6 +18,8 @@ Frame 0 is the initial state (gradients and moments zero); frame k is the state 
 the k-th recorded optimizer step. `frames_complete` only ever names frames that are
 fully flushed, so a killed run leaves a file whose first `frames_complete` frames are
 exact. The file is in SWMR mode while written: readers may watch a live run.
+`TrajectoryWriter.resume` reopens an unfinished file, keeps its first N frames and
+appends after them (a resumed run, core/checkpoint.py).
 
 Speed: the training thread only copies tensors into a bounded pool of host buffers
 (pinned, non-blocking on CUDA) and returns; a background thread writes and flushes.
@@ -44,6 +46,7 @@ import numpy as np
 import torch
 
 from core.bf16 import hdf5_bfloat16, to_bits
+from core.h5clear import clear_status_flags
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,7 @@ class RecordConfig:
     fsync: bool = False  # also fsync on flush (survives power loss, slower)
     queue_frames: int = 4  # host buffers in flight between training and the writer thread
     disk_reserve_mb: float = 16.0  # stop (cleanly) when less than a frame plus this is free
+    checkpoint_every: int = 100  # resumable checkpoint every N steps (core/checkpoint.py); 0 = none
 
 
 def tied_name(name: str) -> str:
@@ -97,6 +101,7 @@ def environment() -> dict[str, str]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "torch": torch.__version__,
+        "torch_threads": str(torch.get_num_threads()),  # on a CPU the thread count changes reduction order, so bits
         "transformers": transformers.__version__,
         "tokenizers": tokenizers.__version__,
         "numpy": np.__version__,
@@ -122,6 +127,14 @@ class _Slot:
     scalars: dict[str, float | torch.Tensor] = field(default_factory=dict)
 
 
+class _Sync(threading.Event):
+    """A sync() request in the writer's queue: set once every earlier frame is flushed."""
+
+    def __init__(self, fsync: bool):
+        super().__init__()
+        self.fsync = fsync
+
+
 def _frame_bytes(names: list[str], vocab: int, dim: int) -> int:
     return sum(2 * vocab * (1 if n == "logits" else dim) for n in names)
 
@@ -143,6 +156,70 @@ class TrajectoryWriter:
         device: torch.device | str = "cpu",
         overwrite: bool = False,
     ):
+        self._configure(path, config, vocab_size, dim, tied, device)
+        self._check_destination(expected_frames, overwrite)
+
+        self.file = h5py.File(self.path, "w", libver="latest")
+        self._create_layout(metadata or {}, tokens)
+        self._start(frames=0)
+
+    @classmethod
+    def resume(
+        cls,
+        path: str | os.PathLike,
+        *,
+        frames: int,
+        config: RecordConfig | None = None,
+        metadata: dict[str, Any] | None = None,
+        device: torch.device | str = "cpu",
+    ) -> TrajectoryWriter:
+        """Reopen an unfinished trajectory to append after its first `frames` frames.
+
+        Frames after those are discarded (every frame dataset shrinks to `frames` along
+        axis 0; frames_complete = frames), so the caller continues from the training
+        state those frames end at (a checkpoint). The file's own layout wins: `config`
+        must record the same tensors every the same number of steps. A file whose writer
+        was killed has its HDF5 consistency flags cleared first (core/h5clear.py).
+        `metadata` attributes are set (or replaced); nothing else in the file changes.
+        """
+        path = Path(path)
+        config = config or RecordConfig()
+        if not path.is_file():
+            raise FileNotFoundError(f"Cannot resume trajectory {path}: no such file.")
+        with h5py.File(path, "r", libver="latest", swmr=True) as f:
+            attrs = dict(f.attrs)
+        if attrs.get("format_version") != FORMAT_VERSION:
+            raise RecorderError(f"Cannot resume trajectory {path}: it has format_version "
+                                f"{attrs.get('format_version')}; this writer writes {FORMAT_VERSION}.")
+        recorded = (int(attrs["record_every"]), json.loads(attrs["tensors"]))
+        if recorded != (config.every, list(config.tensors)):
+            raise RecorderError(f"Cannot resume trajectory {path}: it records {recorded[1]} every {recorded[0]} "
+                                f"step(s), not {list(config.tensors)} every {config.every}.")
+        if not 0 <= frames <= int(attrs["frames_complete"]):
+            raise RecorderError(f"Cannot resume trajectory {path} after frame {frames}: only "
+                                f"{int(attrs['frames_complete'])} frames are complete on disk.")
+        clear_status_flags(path)
+        self = cls.__new__(cls)
+        self._configure(path, config, int(attrs["vocab_size"]), int(attrs["dim"]), bool(attrs["tied"]), device)
+        self.file = h5py.File(path, "a", libver="latest")
+        try:
+            # frames_complete first: a kill while shrinking leaves a file that still reads right.
+            self.file.attrs["frames_complete"] = frames
+            self.file.attrs["closed_cleanly"] = False
+            self.file.flush()
+            for name in self.names + list(SCALARS):
+                self.file[name].resize(frames, axis=0)  # chunks past the new extent are freed
+            for key, value in (metadata or {}).items():
+                self.file.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
+            self._start(frames=frames)
+        except BaseException:
+            self.file.close()
+            raise
+        log.info("resumed %s after frame %d", path, frames)
+        return self
+
+    # ---------------------------------------------------------------- setup
+    def _configure(self, path, config, vocab_size: int, dim: int, tied: bool, device) -> None:
         self.path = Path(path)
         self.config = config or RecordConfig()
         if self.config.every < 1:
@@ -153,18 +230,17 @@ class TrajectoryWriter:
         self.names = stored_tensors(list(self.config.tensors), tied)
         self._frame_bytes = _frame_bytes(self.names, vocab_size, dim)
         self.device = torch.device(device)
-        self._check_destination(expected_frames, overwrite)
-
-        self.file = h5py.File(self.path, "w", libver="latest")
         self._bf16 = hdf5_bfloat16()
-        self._create_layout(metadata or {}, tokens)
+
+    def _start(self, frames: int) -> None:
+        """Enter SWMR mode and start the writer thread, `frames` frames already on disk."""
         self._datasets = {name: self.file[name] for name in self.names + list(SCALARS)}
         self._pending_scalars: list[tuple] = []
         self.file.swmr_mode = True
         self.file.flush()
 
-        self.frames_written = 0  # frames handed to HDF5 by the writer thread
-        self.frames_complete = 0  # frames flushed and named by the frames_complete attribute
+        self.frames_written = frames  # frames handed to HDF5 by the writer thread
+        self.frames_complete = frames  # frames flushed and named by the frames_complete attribute
         self.bytes_written = 0
         self._error: BaseException | None = None
         self._closed = False
@@ -172,11 +248,10 @@ class TrajectoryWriter:
         self._free: queue.Queue[_Slot] = queue.Queue()
         for _ in range(self.config.queue_frames):
             self._free.put(_Slot(self._host_buffers(pinned)))
-        self._todo: queue.Queue[_Slot | None] = queue.Queue()
+        self._todo: queue.Queue[_Slot | _Sync | None] = queue.Queue()
         self._thread = threading.Thread(target=self._write_loop, name=f"recorder:{self.path.name}", daemon=True)
         self._thread.start()
 
-    # ---------------------------------------------------------------- setup
     def _check_destination(self, expected_frames: int | None, overwrite: bool) -> None:
         parent = self.path.parent
         if not parent.is_dir():
@@ -272,6 +347,24 @@ class TrajectoryWriter:
         slot.scalars = {k: scalars.get(k, float("nan")) for k in ("loss", "lr", "grad_norm")}
         self._todo.put(slot)
 
+    def sync(self, fsync: bool = False) -> int:
+        """Block until every queued frame is written and flushed (and fsynced, if asked);
+        returns frames_complete.
+
+        After it returns, the file holds exactly the frames appended so far (what a
+        checkpoint of the training state at this step must name).
+        """
+        self._raise_if_failed()
+        if self._closed:
+            raise RecorderError(f"Trajectory {self.path} is closed.")
+        done = _Sync(fsync)
+        self._todo.put(done)
+        while not done.wait(timeout=0.5):
+            if not self._thread.is_alive():
+                break
+        self._raise_if_failed()
+        return self.frames_complete
+
     def _take_slot(self) -> _Slot:
         while True:
             try:
@@ -296,6 +389,18 @@ class TrajectoryWriter:
             slot = self._todo.get()
             if slot is None:
                 break
+            if isinstance(slot, _Sync):  # sync(): flush everything written so far
+                if self._error is None:
+                    try:
+                        self._flush()
+                        if slot.fsync:
+                            os.fsync(self.file.id.get_vfd_handle())
+                        unflushed, last_flush = 0, time.monotonic()
+                    except BaseException as exc:
+                        log.error("Flushing %s failed: %s", self.path, exc)
+                        self._error = exc
+                slot.set()
+                continue
             if self._error is None:
                 try:
                     self._write_frame(slot)

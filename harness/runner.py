@@ -14,11 +14,13 @@ from pathlib import Path
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from core.checkpoint import checkpoint_path
 from core.recorder import TokenTables, TrajectoryWriter
 from core.run import train_and_record
 from core.train import StepResult, Training
 from core.trajectory import Trajectory
 from harness.checks import CheckContext, Verdict, run_check
+from harness.resume import Checkpointer, StopSignals, fault_hook, refuse_to_overwrite, resume_writer, run_context
 from harness.scenario import DEFAULT_DATA, Expectation, Scenario
 
 log = logging.getLogger(__name__)
@@ -34,8 +36,17 @@ class RunResult:
     steps: int
 
 
+def _file_state(path: str) -> tuple[int, int] | None:
+    """(mtime, size) of a data file: part of the cache key, so an edited file is read again."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None  # prepare_data reports the missing file
+    return stat.st_mtime_ns, stat.st_size
+
+
 @functools.lru_cache(maxsize=8)
-def _prepared(tokenizer: str, corpus: str, vocab_size: int, text_field: str):
+def _prepared(tokenizer: str, corpus: str, vocab_size: int, text_field: str, files: tuple = ()):
     from harness.data import prepare_data
 
     return prepare_data(tokenizer, corpus, vocab_size, text_field=text_field)
@@ -50,7 +61,8 @@ def prepare_scenario_data(scenario: Scenario):
         bundle = default_bundle(progress=True)
         tokenizer = str(bundle.tokenizer_path) if tokenizer == DEFAULT_DATA else tokenizer
         corpus = str(bundle.corpus_path) if corpus == DEFAULT_DATA else corpus
-    return _prepared(tokenizer, corpus, scenario.model.vocab_size, scenario.data.text_field)
+    files = (_file_state(tokenizer), _file_state(corpus))
+    return _prepared(tokenizer, corpus, scenario.model.vocab_size, scenario.data.text_field, files)
 
 
 def git_commit() -> str | None:
@@ -74,13 +86,14 @@ def expected_frames(steps: int, every: int) -> int:
 class StepLog:
     """Progress bar plus one fixed-format log line per interval: step, loss, steps/s, MB written."""
 
-    def __init__(self, scenario: Scenario, writer: TrajectoryWriter | None, total: int, progress: bool):
+    def __init__(self, scenario: Scenario, writer: TrajectoryWriter | None, total: int, progress: bool,
+                 done: int = 0):
         self.writer, self.total = writer, total
         self.every = max(1, total // 10)
-        self.bar = tqdm(total=total, desc=f"{scenario.name} [{scenario.scale}]", unit="step", disable=not progress,
-                        leave=False)
+        self.bar = tqdm(total=total, initial=done, desc=f"{scenario.name} [{scenario.scale}]", unit="step",
+                        disable=not progress, leave=False)
         self.t0 = self.t_last = time.perf_counter()
-        self.last_step = 0
+        self.last_step = done
 
     def __call__(self, result: StepResult) -> None:
         self.bar.update(1)
@@ -105,9 +118,12 @@ def run_scenario(
     progress: bool = True,
     stop_after: int | None = None,
     path: Path | None = None,
+    resume: bool = False,
 ) -> RunResult:
     """Train `scenario` and record it to `out_dir/<name>.h5`. `stop_after` runs only the first
-    n steps of the same run (the determinism check's rerun)."""
+    n steps of the same run (the determinism check's rerun). `resume` continues an unfinished
+    run from its checkpoint `out_dir/<name>.ckpt` (harness/resume.py); a SIGINT / SIGTERM
+    stops a run after the current step with a checkpoint and raises `Interrupted`."""
     data = prepare_scenario_data(scenario)
     train_cfg = dataclasses.replace(scenario.train, device=device or scenario.train.device)
     training = Training(data.ids, scenario.model, scenario.init, scenario.data, scenario.optimizer, train_cfg)
@@ -130,21 +146,42 @@ def run_scenario(
     }
     tokens = TokenTables(data.dead_mask, data.counts, data.strings)
     steps = min(stop_after or scenario.train.steps, scenario.train.steps)
-    writer = TrajectoryWriter(
-        path, vocab_size=scenario.model.vocab_size, dim=scenario.model.n_embd, tied=scenario.model.tied,
-        config=scenario.record, metadata=metadata, tokens=tokens,
-        expected_frames=expected_frames(steps, scenario.record.every), device=training.device, overwrite=overwrite,
-    )
+    ckpt = checkpoint_path(path)
+    context = run_context(scenario.resolved(), data.corpus_fingerprint, data.tokenizer_fingerprint,
+                          training.device.type)
+    if resume:
+        writer = resume_writer(path, training, context, scenario.record)
+    else:
+        if not overwrite:
+            refuse_to_overwrite(path)
+        writer = TrajectoryWriter(
+            path, vocab_size=scenario.model.vocab_size, dim=scenario.model.n_embd, tied=scenario.model.tied,
+            config=scenario.record, metadata=metadata, tokens=tokens,
+            expected_frames=expected_frames(steps, scenario.record.every), device=training.device,
+            overwrite=overwrite,
+        )
+        ckpt.unlink(missing_ok=True)  # an earlier run's
     log.info("%s [%s]: %d steps on %s, recording %s every %d step(s) -> %s", scenario.name, scenario.scale, steps,
              training.device, ", ".join(scenario.record.tensors), scenario.record.every, path)
-    step_log = StepLog(scenario, writer, steps, progress)
+    step_log = StepLog(scenario, writer, steps, progress, done=training.steps_done)
+    checkpointer = Checkpointer(ckpt, training, writer, context, scenario.record, total=steps)
+    hooks = [hook for hook in (step_log, fault_hook(), checkpointer) if hook is not None]
+
+    def on_step(result: StepResult) -> None:
+        for hook in hooks:
+            hook(result)
+
     start = time.perf_counter()
     try:
-        with logging_redirect_tqdm():
-            train_and_record(training, writer, on_step=step_log, until=steps)
+        with logging_redirect_tqdm(), StopSignals() as stop:
+            checkpointer.stop = stop
+            if not resume and scenario.record.checkpoint_every:
+                checkpointer.save()  # step 0: a run killed before its first periodic checkpoint resumes too
+            train_and_record(training, writer, on_step=on_step, until=steps)
     finally:
         step_log.close()
         writer.close()
+    ckpt.unlink(missing_ok=True)  # complete: nothing left to resume
     return RunResult(scenario, path, time.perf_counter() - start, steps)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
+import sys
 from pathlib import Path
 
 from harness.scenario import FULL_SCALE, ScenarioError, find_scenarios, load_scenario
@@ -36,10 +38,19 @@ def verdict_word(passed: bool, xfail: str, exploratory: str = "") -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from harness.resume import Interrupted
     from harness.runner import evaluate, run_scenario
 
+    if args.resume and args.force:
+        raise ValueError("--resume continues the existing trajectory and --force starts it over: pass one of them.")
     scenario = load_scenario(resolve_scenario_path(args.scenario), scale=args.scale, overrides=args.set)
-    result = run_scenario(scenario, args.out, device=args.device, overwrite=args.force, progress=not args.quiet)
+    try:
+        result = run_scenario(scenario, args.out, device=args.device, overwrite=args.force, progress=not args.quiet,
+                              resume=args.resume)
+    except Interrupted as stop:
+        print(f"interrupted: {stop}.", file=sys.stderr)
+        print(f"resume with: {resume_command(args)}", file=sys.stderr)
+        return stop.exit_code
     print(f"trajectory: {result.path}  ({result.steps} steps in {result.seconds:.1f} s)")
     if args.no_check:
         return 0
@@ -49,6 +60,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         failed += word in ("FAIL", "XPASS")
         print(f"{word:5s} {scenario.name}-{expectation.id}: {verdict.message}")
     return 1 if failed else 0
+
+
+def resume_command(args: argparse.Namespace) -> str:
+    """The command line that resumes the run `args` started."""
+    parts = ["python", "-m", "harness", "run", args.scenario]
+    if args.scale != FULL_SCALE:
+        parts += ["--scale", args.scale]
+    parts += ["--out", str(args.out)]
+    if args.device:
+        parts += ["--device", args.device]
+    for override in args.set:
+        parts += ["--set", override]
+    parts += ["--no-check"] if args.no_check else []
+    parts += ["-q"] if args.quiet else []
+    return shlex.join(parts + ["--resume"])
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -92,6 +118,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                      help="override a knob, e.g. --set train.steps=200 (repeatable)")
     run.add_argument("--force", action="store_true", help="overwrite an existing trajectory file")
+    run.add_argument("--resume", action="store_true",
+                     help="continue an interrupted run from its checkpoint OUT/<scenario>.ckpt")
     run.add_argument("--no-check", action="store_true", help="record only; skip the expectations")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
