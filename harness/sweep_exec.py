@@ -1,0 +1,140 @@
+"""Where a sweep's runs execute: a local process pool, or Ray remote tasks. One run function.
+
+`execute_run(task)` trains one run into its own file, then checks the scenario's
+expectations and the sweep's per-run cross-run checks on it; it never raises (a failure is
+a result with `error`). Both backends call exactly this function, with the same torch
+thread count, so a run id gives the same trajectory wherever it ran.
+
+Backends keep at most `workers` runs in flight, so an index entry marked "running" is running.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import multiprocessing
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.scenario import Expectation, Scenario
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunTask:
+    run_id: str
+    scenario: Scenario  # resolved, with the run's overrides
+    folder: Path  # OUT/<sweep>: the trajectory goes to folder/<run_id>.h5
+    threads: int  # torch intra-op threads for this run
+    device: str | None = None
+    run_expectations: bool = True  # check the scenario's own [[expect]] tables
+    expect_all: list[tuple[Expectation, str]] = field(default_factory=list)  # (per-run check, definition key)
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    seconds: float
+    verdicts: dict[str, dict[str, Any]]  # the scenario's own expectations
+    expect_all: dict[str, dict[str, Any]]  # the sweep's per-run checks, each with its definition key
+    error: str | None = None  # None: done
+
+
+def execute_run(task: RunTask) -> RunOutcome:
+    """Train, record and check one run. Runs in a pool worker or a Ray worker."""
+    import torch
+
+    from harness.runner import applicable, evaluate, run_scenario
+    from harness.sweep_expect import evaluate_run
+
+    torch.set_num_threads(task.threads)
+    start = time.perf_counter()
+    path = task.folder / f"{task.run_id}.h5"
+    try:
+        run_scenario(task.scenario, task.folder, device=task.device, overwrite=True, progress=False, path=path)
+        verdicts = {}
+        if task.run_expectations and applicable(task.scenario):
+            for e, v in evaluate(task.scenario, path, device=task.device):
+                verdicts[e.id] = {"check": e.check, "passed": bool(v.passed), "message": v.message,
+                                  "xfail": e.xfail, "exploratory": e.exploratory}
+        cross = evaluate_run(path, task.scenario, [e for e, _ in task.expect_all])
+        for e, key in task.expect_all:
+            cross[e.id]["key"] = key
+        return RunOutcome(task.run_id, time.perf_counter() - start, verdicts, cross)
+    except Exception as exc:  # reported in the index; the sweep goes on
+        log.debug("run %s failed:\n%s", task.run_id, traceback.format_exc())
+        return RunOutcome(task.run_id, time.perf_counter() - start, {}, {}, f"{type(exc).__name__}: {exc}")
+
+
+# ------------------------------------------------------------------ backends
+class LocalPool:
+    """A ProcessPoolExecutor with the 'spawn' context (no forked torch state)."""
+
+    name = "local pool"
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self.pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def submit(self, task: RunTask) -> cf.Future:
+        return self.pool.submit(execute_run, task)
+
+    def wait(self, handles: list) -> list[tuple[Any, RunOutcome | BaseException]]:
+        done, _ = cf.wait(handles, return_when=cf.FIRST_COMPLETED)
+        out = []
+        for fut in done:
+            exc = fut.exception()
+            out.append((fut, exc if exc is not None else fut.result()))
+        return out
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class RayBackend:
+    """Ray remote tasks: `address` "local" starts a local instance; an existing ray.init() is reused."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None, threads: int):
+        try:
+            import ray
+        except ImportError as exc:
+            raise RuntimeError("--ray needs Ray: pip install -e '.[ray]'") from exc
+        self.ray = ray
+        self.started = False
+        if not ray.is_initialized():
+            if address in (None, "local"):
+                ray.init(include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            self.started = True
+        self.remote = ray.remote(num_cpus=threads, max_retries=0)(execute_run)
+        self.cpus = int(ray.cluster_resources().get("CPU", 1))
+        log.info("ray: %d CPUs in the cluster", self.cpus)
+
+    def submit(self, task: RunTask):
+        return self.remote.remote(task)
+
+    def wait(self, handles: list) -> list[tuple[Any, RunOutcome | BaseException]]:
+        ready, _ = self.ray.wait(handles, num_returns=1)
+        out = []
+        for ref in ready:
+            try:
+                out.append((ref, self.ray.get(ref)))
+            except Exception as exc:  # a worker that died (RayTaskError, WorkerCrashedError)
+                out.append((ref, exc))
+        return out
+
+    def close(self) -> None:
+        if self.started:
+            self.ray.shutdown()
+
+
+def default_workers() -> int:
+    return max(1, (os.cpu_count() or 1) // 2)

@@ -1,0 +1,65 @@
+"""What a finished sweep shows: a summary table and a plot across runs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from harness.sweep_expect import CrossVerdict, RunFile, radius_series
+
+log = logging.getLogger(__name__)
+
+PLOT_NAME = "radius.png"
+
+
+def verdict_counts(entry: dict[str, Any]) -> str:
+    verdicts = list(entry.get("verdicts", {}).values()) + list(entry.get("expect_all", {}).values())
+    if not verdicts:
+        return "-"
+    passed = sum(v["passed"] for v in verdicts)
+    text = f"{passed}/{len(verdicts)} pass"
+    failed = [k for k, v in {**entry.get("verdicts", {}), **entry.get("expect_all", {})}.items() if not v["passed"]]
+    return text + (f" (fail: {', '.join(failed)})" if failed else "")
+
+
+def summary_table(index: dict[str, Any], run_ids: list[str]) -> str:
+    """One line per run: id, status, seconds, verdicts."""
+    rows = [("run", "status", "seconds", "verdicts")]
+    for rid in run_ids:
+        e = index["runs"][rid]
+        seconds = f"{e['seconds']:.1f}" if e.get("seconds") is not None else "-"
+        status = e["status"] + (f": {e['error']}" if e.get("error") else "")
+        rows.append((rid, status, seconds, verdict_counts(e)))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r[:3], widths)) + "  " + r[3] for r in rows)
+
+
+def cross_table(verdicts: list[CrossVerdict]) -> str:
+    return "\n".join(f"{'PASS' if v.passed else 'FAIL':5s} {v.id}: {v.n_passed}/{v.n_runs} runs; {v.message}"
+                     for v in verdicts)
+
+
+def plot_radius(runs: list[RunFile], path: Path, tensor: str = "W", tokens: str = "dead") -> Path | None:
+    """Mean radius of the dead cloud vs optimizer step, one line per run, relative to its start too."""
+    if not runs:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, rel) = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
+    for run in runs:
+        steps, radius = radius_series(run.path, tensor, tokens)
+        ax.plot(steps, radius, label=run.id, lw=1)
+        rel.plot(steps, radius / radius[0] - 1 if radius[0] else radius * 0, lw=1)
+    ax.set(xlabel="optimizer step", ylabel=f"mean radius of the {tokens} cloud of {tensor} (‖x − centroid‖)",
+           title=f"{tokens} cloud radius, {len(runs)} runs")
+    rel.axhline(0, color="grey", lw=0.5)
+    rel.set(xlabel="optimizer step", ylabel="radius relative to step 0 (r_t / r_0 − 1)", title="relative to the start")
+    if len(runs) <= 16:
+        ax.legend(fontsize=7)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

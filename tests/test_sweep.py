@@ -1,0 +1,337 @@
+"""Sweeps (harness/sweep*.py) on real runs: a local process pool, a local Ray instance, a
+killed sweep finished by a second invocation, cross-run expectations, bad sweep files.
+
+One 4-run sweep (2 seeds x tied/untied on the tiny scenario, 5 steps each) runs once per
+module on the pool and once on Ray; the tests read those files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import TINY_SCENARIO
+from core.bf16 import is_hdf5_bfloat16
+from harness.cli import main
+from harness.sweep import PAUSE_ENV, load_sweep, run_sweep
+from harness.sweep_file import SweepError
+from harness.sweep_index import read_index
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SMOKE_SWEEP = """\
+name = "smoke"
+scenario = "scenarios/tiny.toml"
+scale = "smoke"
+set = {{"train.steps" = {steps}}}
+
+[axes]
+"init.seed" = [0, 1]
+"model.tied" = [true, false]
+
+[[expect_all]]
+check = "zero_displacement"   # dead rows of E get no gradient in an untied run: they never move
+tensor = "E"
+tokens = "dead"
+where = {{"model.tied" = false}}
+
+[[expect_all]]
+check = "finite"
+tensor = "W"
+min_fraction = 0.9
+
+[[expect_all]]
+check = "nonzero_displacement"   # a check with its own min_fraction: it goes in args
+tensor = "W"
+tokens = "dead"
+args = {{min_fraction = 0.5}}
+"""
+STEPS = 5
+
+
+# ------------------------------------------------------------------ helpers
+def write_tiny(folder: Path, tiny_data) -> Path:
+    """The tiny scenario of conftest (vocab 800, seq 32, batch 4) and a 4-run sweep over it."""
+    (folder / "scenarios").mkdir(parents=True, exist_ok=True)
+    (folder / "scenarios" / "tiny.toml").write_text(
+        TINY_SCENARIO.format(name="tiny", tied="false", tokenizer=tiny_data[0], corpus=tiny_data[1], steps=4,
+                             smoke_steps=3, tensors='["E", "W", "loss"]')
+        + '\n[[expect]]\ncheck = "finite"\ntensor = "W"\n', encoding="utf-8")
+    sweep = folder / "smoke.toml"
+    sweep.write_text(SMOKE_SWEEP.format(steps=STEPS), encoding="utf-8")
+    return sweep
+
+
+def dataset_names(group: h5py.Group, prefix: str = "") -> list[str]:
+    names = []
+    for key, item in group.items():
+        names += dataset_names(item, f"{prefix}{key}/") if isinstance(item, h5py.Group) else [prefix + key]
+    return sorted(names)
+
+
+def raw_values(dset: h5py.Dataset) -> bytes | list:
+    """bf16 as raw bits, strings as a list, everything else as bytes."""
+    if is_hdf5_bfloat16(dset.id.get_type()):
+        bits = np.empty(dset.shape, dtype=np.uint16)
+        if bits.size:
+            dset.id.read(h5py.h5s.ALL, h5py.h5s.ALL, bits, mtype=dset.id.get_type())
+        return bits.tobytes()
+    values = dset[()]
+    return values.tolist() if values.dtype == object else values.tobytes()
+
+
+def differing_attributes(got: Path, want: Path) -> set[str]:
+    """Asserts every dataset is bit-identical; returns the names of file attributes that differ."""
+    with h5py.File(got, "r") as a, h5py.File(want, "r") as b:
+        assert dataset_names(a) == dataset_names(b)
+        for name in dataset_names(a):
+            assert a[name].shape == b[name].shape, f"{got.name}: {name}: shapes differ"
+            assert a[name].id.get_type().equal(b[name].id.get_type()), f"{got.name}: {name}: HDF5 types differ"
+            assert raw_values(a[name]) == raw_values(b[name]), f"{got.name}: {name}: values differ"
+        keys = set(a.attrs) | set(b.attrs)
+        return {k for k in keys if k not in a.attrs or k not in b.attrs or not np.array_equal(a.attrs[k], b.attrs[k])}
+
+
+def trajectories(folder: Path) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(folder.glob("*.h5"))}
+
+
+# ------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def sweep_file(tmp_path_factory, tiny_data) -> Path:
+    return write_tiny(tmp_path_factory.mktemp("sweep"), tiny_data)
+
+
+@pytest.fixture(scope="module")
+def pool_run(sweep_file, tmp_path_factory):
+    """The smoke sweep on the local process pool, 2 workers."""
+    out = tmp_path_factory.mktemp("pool")
+    result = run_sweep(load_sweep(sweep_file), out, workers=2, progress=False)
+    return result
+
+
+@pytest.fixture(scope="module")
+def ray_run(sweep_file, tmp_path_factory):
+    """The same sweep as Ray remote tasks on a local Ray instance (started once, shut down after)."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        out = tmp_path_factory.mktemp("ray")
+        yield run_sweep(load_sweep(sweep_file), out, workers=2, ray="local", progress=False)
+    finally:
+        ray.shutdown()
+
+
+# ------------------------------------------------------------------ runs, files, index
+def test_pool_sweep_writes_a_file_and_an_index_entry_per_run(pool_run):
+    sweep, folder = pool_run.sweep, pool_run.folder
+    ids = [r.id for r in sweep.runs]
+    assert len(ids) == 4 and len(set(ids)) == 4
+    assert [r.axes for r in sweep.runs] == [{"init.seed": s, "model.tied": t} for s in (0, 1) for t in (True, False)]
+    assert ids[0].startswith("seed=0-tied=true-") and ids[3].startswith("seed=1-tied=false-")
+    assert set(trajectories(folder)) == set(ids)
+    index = read_index(folder)
+    assert set(index["runs"]) == set(ids)
+    for run in sweep.runs:
+        entry = index["runs"][run.id]
+        assert entry["status"] == "done" and entry["error"] is None
+        assert entry["file"] == f"{run.id}.h5" and entry["seconds"] > 0 and entry["threads"] == 1
+        assert entry["verdicts"]["W-finite"]["passed"] is True  # the scenario's own [[expect]]
+        assert entry["config_hash"].startswith(run.id[-8:])
+        assert entry["overrides"] == [f"train.steps={STEPS}", f"init.seed={run.axes['init.seed']}",
+                                      f"model.tied={str(run.axes['model.tied']).lower()}"]
+        with h5py.File(folder / entry["file"], "r") as f:
+            assert f.attrs["closed_cleanly"] and f["step"][-1] == STEPS
+            scenario = json.loads(f.attrs["scenario"])
+            assert scenario["init"]["seed"] == run.axes["init.seed"]
+            assert scenario["model"]["tied"] == run.axes["model.tied"]
+    assert not list(folder.glob(".index-*")), "no temporary index left behind"
+    assert (folder / "radius.png").stat().st_size > 10_000
+    assert pool_run.ok and sorted(pool_run.ran) == sorted(ids) and not pool_run.skipped
+
+
+def test_run_ids_are_stable_and_depend_on_the_config(sweep_file, pool_run):
+    again = load_sweep(sweep_file)
+    assert [r.id for r in again.runs] == [r.id for r in pool_run.sweep.runs]
+    seeds = {r.axes["init.seed"]: r.config_hash for r in again.runs if r.axes["model.tied"]}
+    assert seeds[0] != seeds[1]
+
+
+def test_ray_sweep_gives_bit_identical_files(pool_run, ray_run):
+    pool, ray = trajectories(pool_run.folder), trajectories(ray_run.folder)
+    assert set(pool) == set(ray) == {r.id for r in pool_run.sweep.runs}
+    for rid in pool:
+        # Every dataset bit for bit; and here no attribute differs either (no timestamps or output
+        # paths are stored; the scenario file path is the same for both sweeps).
+        assert differing_attributes(ray[rid], pool[rid]) == set(), rid
+    assert ray_run.ok
+    assert [(v.id, v.passed, v.n_passed) for v in ray_run.cross] == [(v.id, v.passed, v.n_passed) for v in pool_run.cross]
+
+
+# ------------------------------------------------------------------ cross-run expectations
+def test_cross_run_expectations_pass_and_say_how_many_runs(pool_run):
+    untied = [r.id for r in pool_run.sweep.runs if not r.axes["model.tied"]]
+    by_id = {v.id: v for v in pool_run.cross}
+    assert set(by_id) == {"dead-E-tied=false-zero_displacement", "W-finite", "dead-W-nonzero_displacement"}
+    dead_e = by_id["dead-E-tied=false-zero_displacement"]
+    assert dead_e.passed and (dead_e.n_passed, dead_e.n_runs) == (2, 2) and dead_e.broken == []
+    assert "zero_displacement held in 2 of 2 runs" in dead_e.message
+    assert by_id["W-finite"].n_runs == 4 and by_id["dead-W-nonzero_displacement"].passed
+    entry = read_index(pool_run.folder)["runs"][untied[0]]
+    assert entry["expect_all"]["dead-E-tied=false-zero_displacement"]["passed"] is True  # computed by the worker
+
+
+def test_a_wrong_cross_run_expectation_fails_naming_the_runs(sweep_file, pool_run, capsys):
+    wrong = sweep_file.parent / "wrong.toml"
+    wrong.write_text(SMOKE_SWEEP.format(steps=STEPS) + """
+[[expect_all]]
+id = "dead-W-still"
+check = "zero_displacement"   # wrong: W's dead rows get gradient through the softmax
+tensor = "W"
+tokens = "dead"
+min_fraction = 0.5
+
+[[expect_all]]
+check = "mean_radius_dips_before_growing"
+""", encoding="utf-8")
+    before = {p: p.stat().st_mtime_ns for p in trajectories(pool_run.folder).values()}
+    code = main(["sweep", str(wrong), "--out", str(pool_run.folder.parent), "--workers", "2", "-q"])
+    printed = capsys.readouterr().out
+    assert code == 1
+    ids = [r.id for r in pool_run.sweep.runs]
+    line = next(line for line in printed.splitlines() if line.startswith("FAIL  dead-W-still:"))
+    assert "0/4 runs; zero_displacement held in 0 of 4 runs (need 50%)" in line
+    assert "expected W rows of dead tokens never to move" in line
+    assert f"broken by: {', '.join(ids)}" in line
+    assert "PASS  dead-E-tied=false-zero_displacement: 2/2 runs" in printed
+    assert "mean_radius_dips_before_growing: " in printed and "mean dead radius of W over 4 runs" in printed
+    assert "4 runs (0 ran, 4 already done)" in printed
+    for rid in ids:  # the summary table: one row per run
+        assert any(line.startswith(rid) and " done " in line for line in printed.splitlines())
+    assert {p: p.stat().st_mtime_ns for p in before} == before, "finished runs are not run again"
+    cached = read_index(pool_run.folder)["runs"][ids[0]]["expect_all"]["dead-W-still"]
+    assert cached["passed"] is False and "zero_displacement" in cached["key"]  # checked by the driver, kept
+
+
+# ------------------------------------------------------------------ killed, then finished
+def test_a_killed_sweep_finishes_only_what_was_missing(sweep_file, pool_run, tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, PAUSE_ENV: "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "sweep", str(sweep_file), "--out", str(out),
+                             "--workers", "1", "-q"], cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    index_file, deadline = out / "smoke" / "index.json", time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if index_file.exists() and any(e["status"] == "done" for e in read_index(index_file.parent)["runs"].values()):
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.stderr.read().decode()
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its pool worker: their own session
+        proc.wait()
+    killed = read_index(out / "smoke")["runs"]
+    statuses = sorted(e["status"] for e in killed.values())
+    assert statuses == ["done", "pending", "pending", "running"]
+    (first,) = [rid for rid, e in killed.items() if e["status"] == "done"]
+    mtime = (out / "smoke" / f"{first}.h5").stat().st_mtime_ns
+
+    result = run_sweep(load_sweep(sweep_file), out, workers=1, progress=False)
+    assert result.skipped == [first]
+    assert sorted(result.ran) == sorted(set(killed) - {first})
+    assert (out / "smoke" / f"{first}.h5").stat().st_mtime_ns == mtime
+    index = read_index(out / "smoke")["runs"]
+    assert all(e["status"] == "done" for e in index.values()) and index[first] == killed[first]
+    reference = trajectories(pool_run.folder)
+    for rid, path in trajectories(out / "smoke").items():  # a run killed midway, run again: the same file
+        assert differing_attributes(path, reference[rid]) == set(), rid
+    assert result.ok
+
+
+def test_a_done_run_whose_file_is_incomplete_runs_again(sweep_file, tmp_path, pool_run):
+    out = tmp_path / "out"
+    folder = out / "smoke"
+    folder.mkdir(parents=True)
+    for path in trajectories(pool_run.folder).values():
+        (folder / path.name).write_bytes(path.read_bytes())
+    index = read_index(pool_run.folder)
+    broken = pool_run.sweep.runs[2].id
+    with h5py.File(folder / f"{broken}.h5", "r+") as f:
+        f.attrs["closed_cleanly"] = False  # as a killed writer leaves it
+    (folder / "index.json").write_text(json.dumps(index), encoding="utf-8")
+    result = run_sweep(load_sweep(sweep_file), out, workers=1, progress=False)
+    assert result.ran == [broken] and len(result.skipped) == 3
+    assert differing_attributes(folder / f"{broken}.h5", pool_run.folder / f"{broken}.h5") == set()
+
+
+def test_the_example_sweep_resolves_every_run():
+    sweep = load_sweep(ROOT / "sweeps" / "flannel_2_seeds.toml")
+    assert len(sweep.runs) == 8 and not sweep.run_expectations
+    assert {r.scenario.model.tied for r in sweep.runs} == {True, False}
+    assert all(r.scenario.train.steps == 200 and r.scenario.record.every == 5 for r in sweep.runs)
+    assert [e.check for e in sweep.expect_all] == ["zero_displacement", "zero_gradient", "radius_dips_before_growing",
+                                                   "mean_radius_dips_before_growing"]
+
+
+# ------------------------------------------------------------------ bad sweep files
+BAD = {
+    "unknown key": ('scenario = "scenarios/tiny.toml"\naxis = {}\n', "unknown key 'axis'. Allowed: name, scenario"),
+    "unknown knob": ('scenario = "scenarios/tiny.toml"\n[axes]\n"init.sed" = [1, 2]\n',
+                     "axes.init.sed = 1: unknown key init.sed. Allowed in [init]: seed"),
+    "unknown section": ('scenario = "scenarios/tiny.toml"\n[axes]\n"modle.tied" = [true]\n',
+                        "axes.modle.tied = True: unknown section 'modle'"),
+    "wrong type": ('scenario = "scenarios/tiny.toml"\n[axes]\n"init.seed" = [0, "one"]\n',
+                   "axes.init.seed = 'one': init.seed = 'one' has the wrong type: expected int"),
+    "impossible value": ('scenario = "scenarios/tiny.toml"\nset = {"train.steps" = 0}\n',
+                         "set.train.steps = 0: "),
+    "not a list": ('scenario = "scenarios/tiny.toml"\n[axes]\n"init.seed" = 3\n',
+                   "axes.init.seed must be a non-empty list of values, got 3"),
+    "zip lengths": ('scenario = "scenarios/tiny.toml"\nmode = "zip"\n[axes]\n"init.seed" = [0, 1]\n'
+                    '"model.tied" = [true, false, true]\n',
+                    'mode = "zip" needs axes of one length; init.seed has 2, model.tied has 3 values'),
+    "bad mode": ('scenario = "scenarios/tiny.toml"\nmode = "random"\n', "mode = 'random': allowed: grid, zip"),
+    "missing scenario": ('scenario = "scenarios/nope.toml"\n', "scenario = 'scenarios/nope.toml': no such file"),
+    "no scenario": ('[axes]\n"init.seed" = [1]\n', "missing required key 'scenario'"),
+    "duplicate runs": ('scenario = "scenarios/tiny.toml"\n[axes]\n"init.seed" = [1, 1]\n',
+                       "two runs resolve to the same config"),
+    "unknown check": ('scenario = "scenarios/tiny.toml"\n[[expect_all]]\ncheck = "teleports"\n',
+                      "expect_all[0]: unknown check 'teleports'. Per-run checks:"),
+    "unrecorded tensor": ('scenario = "scenarios/tiny.toml"\n[[expect_all]]\ncheck = "zero_gradient"\n'
+                          'tensor = "grad_E"\n', "expect_all[0] (zero_gradient): tensor = 'grad_E' is not recorded"),
+    "bad where": ('scenario = "scenarios/tiny.toml"\n[[expect_all]]\ncheck = "finite"\nwhere = {"model.tide" = 1}\n',
+                  "expect_all[0]: where.model.tide: not a scenario knob"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_sweep_files_are_clear_errors_naming_file_and_key(case, tmp_path, tiny_data):
+    write_tiny(tmp_path, tiny_data)
+    path = tmp_path / "bad.toml"
+    text, message = BAD[case]
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(SweepError) as info:
+        load_sweep(path)
+    assert str(info.value).startswith(f"{path}: "), str(info.value)
+    assert message in str(info.value)
+
+
+def test_bad_sweep_file_is_exit_code_2_and_nothing_runs(tmp_path, tiny_data, capsys):
+    write_tiny(tmp_path, tiny_data)
+    path = tmp_path / "bad.toml"
+    path.write_text('scenario = "scenarios/tiny.toml"\n[axes]\n"init.seed" = [0, 1]\n"init.std" = ["wide"]\n',
+                    encoding="utf-8")
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {path}: axes.init.std = 'wide': init.std = 'wide' has the wrong type: expected float" in err
+    assert not (tmp_path / "out").exists()
+    assert main(["sweep", str(tmp_path / "missing.toml")]) == 2
+    assert f"Sweep file not found: {tmp_path / 'missing.toml'}" in capsys.readouterr().err
