@@ -1,10 +1,12 @@
-"""Recorder benchmarks: write throughput against the raw disk, and flat memory.
+"""Recorder benchmarks: write throughput against the raw disk, compression, flat memory.
 
     nox -s benchmarks -- -k recorder
+    BENCH_TRAJECTORY=runs/flannel_1.h5 nox -s benchmarks -- -k compression   # on real weights
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +16,11 @@ import torch
 
 from conftest import raw_write_seconds
 from core.recorder import PARAM_TENSORS, RecordConfig, TrajectoryWriter
+from core.trajectory import Trajectory
 
 V, D = 10_000, 64  # Flannel shape
 FRAMES = 200
+COMPRESS_FRAMES = 128  # two keyframe intervals
 TENSOR_SETS = {"W": ["W"], "W+grads+moments": ["W", "grad_W", "exp_avg_W", "exp_avg_sq_W"]}
 
 
@@ -56,6 +60,49 @@ def test_recorder_write_throughput(benchmark, bench_dir, tensor_set):
     print(f"\n{tensor_set}: recorder {recorder_mb_s:.0f} MB/s, raw disk {raw_mb_s:.0f} MB/s, "
           f"ratio {recorder_mb_s / raw_mb_s:.2f}")
     assert written == FRAMES * len(tensors) * V * D * 2
+
+
+def w_sequence(frames: int) -> tuple[str, list[torch.Tensor]]:
+    """W frames to compress: the first ones of a real trajectory (BENCH_TRAJECTORY=run.h5), else
+    a synthetic Adam-like walk (every live coordinate moves ~8 bf16 ULPs a step: harsher than training)."""
+    real = os.environ.get("BENCH_TRAJECTORY")
+    if real:
+        with Trajectory(real) as traj:
+            return f"{real} frames 0..{frames - 1}", list(traj["W"][:frames])
+    gen = torch.Generator().manual_seed(0)
+    w = (torch.randn(V, D, generator=gen) * 0.02).to(torch.bfloat16)
+    live = torch.rand(V, 1, generator=gen) < 0.68
+    out = [w]
+    for _ in range(frames - 1):
+        w = (w.float() - 1e-3 * torch.sign(torch.randn(V, D, generator=gen)) * live).to(torch.bfloat16)
+        out.append(w)
+    return "synthetic Adam-like walk", out
+
+
+@pytest.mark.parametrize("compression", ["none", "zstd", "delta-zstd"])
+def test_recorder_compression(benchmark, bench_dir, compression):
+    """File size and writer speed of each encoding of W (keyframes every 64 frames)."""
+    source, frames = w_sequence(COMPRESS_FRAMES)
+    path = bench_dir / f"{compression}.h5"
+    config = RecordConfig(tensors=["W"], compression=compression, keyframe_every=64, fsync=True)
+    benchmark.group = "recorder-compression"
+
+    def write():
+        with TrajectoryWriter(path, vocab_size=V, dim=D, tied=False, config=config, overwrite=True) as writer:
+            for step, frame in enumerate(frames):
+                writer.append(step, {"W": frame})
+
+    benchmark.pedantic(write, rounds=2, warmup_rounds=1)
+    size = path.stat().st_size
+    with Trajectory(path) as traj:  # lossless, or the figure means nothing
+        assert torch.equal(traj["W"][len(frames) - 1], frames[-1])
+    path.unlink()
+    raw = len(frames) * V * D * 2
+    seconds = benchmark.stats.stats.min
+    benchmark.extra_info.update(source=source, frames=len(frames), file_bytes=size, ratio=round(raw / size, 2),
+                                input_MB_s=round(raw / seconds / 1e6, 1), ms_per_frame=round(seconds / len(frames) * 1e3, 2))
+    print(f"\n{compression}: {raw / size:.2f}x smaller than the raw frames, {raw / seconds / 1e6:.0f} MB/s in, "
+          f"{seconds / len(frames) * 1e3:.1f} ms per frame ({source})")
 
 
 def peak_rss_mib(path: Path, steps: int) -> float:

@@ -12,7 +12,10 @@ File layout (format 1), one file per run:
   /grad_norm  (n_frames,) float32: pre-clip global grad norm (NaN in frame 0)
   /tokens/dead_mask (vocab,) bool, /tokens/counts (vocab,) int64, /tokens/strings (vocab,) str
   attributes: format_version, frames_complete, record_every, tied, vocab_size, dim,
-        tensors, plus the caller's metadata (dicts and lists as JSON strings).
+        tensors, compression, keyframe_every, plus the caller's metadata (dicts and
+        lists as JSON strings).
+  Opt-in compression (core/encoding.py): `zstd` keeps this layout with compressed
+  chunks; `delta-zstd` stores E, W and the moments XOR-coded under /delta/.
 
 Frame 0 is the initial state (gradients and moments zero); frame k is the state after
 the k-th recorded optimizer step. `frames_complete` only ever names frames that are
@@ -46,6 +49,7 @@ import numpy as np
 import torch
 
 from core.bf16 import hdf5_bfloat16, to_bits
+from core.encoding import COMPRESSIONS, DeltaEncoder, dataset_path, is_delta_coded, read_decoded, set_filters
 from core.h5clear import clear_status_flags
 
 log = logging.getLogger(__name__)
@@ -74,6 +78,8 @@ class RecordConfig:
     queue_frames: int = 4  # host buffers in flight between training and the writer thread
     disk_reserve_mb: float = 16.0  # stop (cleanly) when less than a frame plus this is free
     checkpoint_every: int = 100  # resumable checkpoint every N steps (core/checkpoint.py); 0 = none
+    compression: str = "none"  # none | zstd | delta-zstd (core/encoding.py); lossless, opt-in
+    keyframe_every: int = 64  # delta-zstd: every Nth frame stored whole (random access cost)
 
 
 def tied_name(name: str) -> str:
@@ -195,6 +201,11 @@ class TrajectoryWriter:
         if recorded != (config.every, list(config.tensors)):
             raise RecorderError(f"Cannot resume trajectory {path}: it records {recorded[1]} every {recorded[0]} "
                                 f"step(s), not {list(config.tensors)} every {config.every}.")
+        stored = (str(attrs.get("compression", "none")), int(attrs.get("keyframe_every", config.keyframe_every)))
+        if stored != (config.compression, config.keyframe_every):
+            raise RecorderError(f"Cannot resume trajectory {path}: it is stored with compression {stored[0]!r} "
+                                f"(keyframe_every {stored[1]}), not {config.compression!r} "
+                                f"(keyframe_every {config.keyframe_every}).")
         if not 0 <= frames <= int(attrs["frames_complete"]):
             raise RecorderError(f"Cannot resume trajectory {path} after frame {frames}: only "
                                 f"{int(attrs['frames_complete'])} frames are complete on disk.")
@@ -208,7 +219,12 @@ class TrajectoryWriter:
             self.file.attrs["closed_cleanly"] = False
             self.file.flush()
             for name in self.names + list(SCALARS):
-                self.file[name].resize(frames, axis=0)  # chunks past the new extent are freed
+                self.file[self._paths.get(name, name)].resize(frames, axis=0)  # chunks past the new extent are freed
+            if self._delta is not None and frames:
+                for name in self.names:
+                    if is_delta_coded(name, config.compression):
+                        last = read_decoded(self.file[self._paths[name]], frames - 1, frames, config.keyframe_every)
+                        self._delta.continue_from(name, last[0])
             for key, value in (metadata or {}).items():
                 self.file.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
             self._start(frames=frames)
@@ -226,15 +242,21 @@ class TrajectoryWriter:
             raise ValueError(f"record every must be >= 1, got {self.config.every}.")
         if self.config.queue_frames < 1:
             raise ValueError(f"queue_frames must be >= 1, got {self.config.queue_frames}.")
+        if self.config.compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {', '.join(COMPRESSIONS)}, got {self.config.compression!r}.")
+        if self.config.keyframe_every < 1:
+            raise ValueError(f"keyframe_every must be >= 1, got {self.config.keyframe_every}.")
         self.vocab, self.dim, self.tied = vocab_size, dim, tied
         self.names = stored_tensors(list(self.config.tensors), tied)
+        self._paths = {name: dataset_path(name, self.config.compression) for name in self.names}
+        self._delta = DeltaEncoder(self.config.keyframe_every) if self.config.compression == "delta-zstd" else None
         self._frame_bytes = _frame_bytes(self.names, vocab_size, dim)
         self.device = torch.device(device)
         self._bf16 = hdf5_bfloat16()
 
     def _start(self, frames: int) -> None:
         """Enter SWMR mode and start the writer thread, `frames` frames already on disk."""
-        self._datasets = {name: self.file[name] for name in self.names + list(SCALARS)}
+        self._datasets = {name: self.file[self._paths.get(name, name)] for name in self.names + list(SCALARS)}
         self._pending_scalars: list[tuple] = []
         self.file.swmr_mode = True
         self.file.flush()
@@ -269,16 +291,26 @@ class TrajectoryWriter:
 
     def _create_layout(self, metadata: dict[str, Any], tokens: TokenTables | None) -> None:
         f = self.file
+        compression = self.config.compression
         for name in self.names:
             shape = (self.vocab,) if name == "logits" else (self.vocab, self.dim)
             space = h5py.h5s.create_simple((0,) + shape, (h5py.h5s.UNLIMITED,) + shape)
             dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
             dcpl.set_chunk((1,) + shape)  # one frame per chunk
-            h5py.h5d.create(f.id, name.encode(), self._bf16, space, dcpl=dcpl)
+            set_filters(dcpl, compression)
+            delta = is_delta_coded(name, compression)
+            lcpl = h5py.h5p.create(h5py.h5p.LINK_CREATE)
+            lcpl.set_create_intermediate_group(True)
+            h5py.h5d.create(f.id, self._paths[name].encode(), h5py.h5t.STD_U16LE if delta else self._bf16, space,
+                            dcpl=dcpl, lcpl=lcpl)
+            if delta:
+                f[self._paths[name]].attrs.update(
+                    encoding="bfloat16 bits, XOR the previous frame's bits except at keyframes",
+                    keyframe_every=self.config.keyframe_every)
         if self.tied:
             for name in self.names:
                 for alias in {n for n in PARAM_TENSORS if tied_name(n) == name} - {name}:
-                    f[alias] = f[name]  # hard link: one dataset, two names
+                    f[dataset_path(alias, compression)] = f[self._paths[name]]  # hard link: one dataset, two names
         for name, dtype in SCALARS.items():
             f.create_dataset(name, shape=(0,), maxshape=(None,), chunks=(4096,), dtype=dtype)
         if tokens is not None:
@@ -294,6 +326,8 @@ class TrajectoryWriter:
             "vocab_size": self.vocab,
             "dim": self.dim,
             "tensors": json.dumps(list(self.config.tensors)),
+            "compression": compression,
+            "keyframe_every": self.config.keyframe_every,
             "environment": json.dumps(environment()),
             **{k: json.dumps(v) if isinstance(v, (dict, list, tuple)) else v for k, v in metadata.items()},
             "frames_complete": 0,
@@ -424,7 +458,13 @@ class TrajectoryWriter:
             dset = self._datasets[name]
             dset.resize(n + 1, axis=0)
             bits = to_bits(slot.buffers[name])
-            dset.id.write_direct_chunk((n,) + (0,) * bits.ndim, bits)
+            if self.config.compression == "none":
+                dset.id.write_direct_chunk((n,) + (0,) * bits.ndim, bits)
+            else:  # HDF5's filters (shuffle, zstd) compress the chunk
+                stored = self._delta.encode(name, n, bits) if is_delta_coded(name, self.config.compression) else bits
+                fspace = dset.id.get_space()
+                fspace.select_hyperslab((n,) + (0,) * bits.ndim, (1,) + bits.shape)
+                dset.id.write(h5py.h5s.create_simple((1,) + bits.shape), fspace, stored, mtype=dset.id.get_type())
             self.bytes_written += bits.nbytes
         self._pending_scalars.append(
             (slot.step, *(float(slot.scalars[k]) for k in ("loss", "lr", "grad_norm")))

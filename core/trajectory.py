@@ -6,6 +6,8 @@
     traj["loss"][:]           # (n_frames,) float32 numpy array
     for start, block in traj.iter_frames("W", chunk=64): ...   # streams a 7.7 GB file
 
+Compressed files (core/encoding.py) read the same way, bit-exact.
+
 Only frames up to the file's `frames_complete` attribute exist for the reader, so a file
 from a killed run reads exactly the frames that were fully on disk. Files being written
 can be opened too (SWMR); `refresh()` picks up frames written since.
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 
 from core.bf16 import from_bits, is_hdf5_bfloat16
+from core.encoding import DELTA_GROUP, read_decoded
 from core.recorder import FORMAT_VERSION
 
 Index = int | slice | np.ndarray | list[int]
@@ -33,7 +36,10 @@ class TensorView:
 
     def __init__(self, traj: Trajectory, name: str, dataset: h5py.Dataset):
         self.traj, self.name, self.dataset = traj, name, dataset
-        self.is_bf16 = is_hdf5_bfloat16(dataset.id.get_type())
+        # delta-coded (core/encoding.py): uint16 XOR bits, decoded here
+        self.keyframe_every = int(dataset.attrs["keyframe_every"]) if "keyframe_every" in dataset.attrs else 0
+        self.is_bf16 = bool(self.keyframe_every) or is_hdf5_bfloat16(dataset.id.get_type())
+        self._last: tuple[int, np.ndarray] | None = None  # (frame, its bits): the last delta-decoded frame
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -74,6 +80,12 @@ class TensorView:
         """Frames [start, stop): bf16 as raw bits -> torch.bfloat16; others as numpy."""
         if not self.is_bf16:
             return self.dataset[start:stop]
+        if self.keyframe_every:
+            previous = self._last[1] if self._last is not None and self._last[0] == start - 1 else None
+            bits = read_decoded(self.dataset, start, stop, self.keyframe_every, previous)
+            if len(bits):
+                self._last = (stop - 1, bits[-1].copy())
+            return from_bits(bits)
         shape = (stop - start,) + self.dataset.shape[1:]
         bits = np.empty(shape, dtype=np.uint16)
         if stop > start:
@@ -100,7 +112,10 @@ class Trajectory:
             self.file.close()
             raise ValueError(f"{self.path} has format_version {version}; this reader knows {FORMAT_VERSION}.")
         self._frames = int(self.file.attrs["frames_complete"])
-        self._names = sorted(k for k, v in self.file.items() if isinstance(v, h5py.Dataset))
+        self._paths = {k: k for k, v in self.file.items() if isinstance(v, h5py.Dataset)}
+        if DELTA_GROUP in self.file:
+            self._paths.update({k: f"{DELTA_GROUP}/{k}" for k in self.file[DELTA_GROUP]})
+        self._names = sorted(self._paths)
 
     # -------------------------------------------------------------- frames
     def __len__(self) -> int:
@@ -126,9 +141,13 @@ class Trajectory:
         return name in self.names
 
     def __getitem__(self, name: str) -> TensorView:
+        return TensorView(self, name, self.dataset(name))
+
+    def dataset(self, name: str) -> h5py.Dataset:
+        """The HDF5 dataset that stores `name` (/W, or /delta/W in a delta-coded file)."""
         if name not in self.names:
             raise KeyError(f"{self.path} has no {name!r}. Recorded: {', '.join(self.names)}.")
-        return TensorView(self, name, self.file[name])
+        return self.file[self._paths[name]]
 
     @property
     def steps(self) -> np.ndarray:

@@ -301,10 +301,10 @@ def zero_gradient(ctx: CheckContext, tensor: str = "grad_E", tokens: TokenSet = 
 @check("tied_identity")
 def tied_identity(ctx: CheckContext) -> Verdict:
     """E and W are one tensor: stored once (hard link) and so equal at every frame."""
-    f = ctx.traj.file
-    if "E" not in f or "W" not in f:
+    traj = ctx.traj
+    if "E" not in traj or "W" not in traj:
         return Verdict(False, "expected both E and W in the file (record E or W in a tied run)")
-    if f["E"].id == f["W"].id:
+    if traj.dataset("E").id == traj.dataset("W").id:
         return Verdict(True, f"E and W are one dataset over {len(ctx.traj)} frames")
     for start, block in ctx.traj.iter_frames("E", chunk=STREAM_FRAMES):
         other = ctx.traj["W"][start : start + block.shape[0]]

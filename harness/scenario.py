@@ -32,6 +32,7 @@ from typing import Any
 
 from core.data import DataConfig
 from core.device import DEVICE_KINDS
+from core.encoding import COMPRESSIONS
 from core.lm_head import LOGITS_MATMULS
 from core.model import UNTIED_INITS, InitConfig, ModelConfig
 from core.optim import SCHEDULES, OptimConfig
@@ -283,7 +284,8 @@ def validate_values(where: str, s: Scenario) -> None:
     for key, value in (("model.vocab_size", m.vocab_size), ("model.n_embd", m.n_embd), ("model.n_layer", m.n_layer),
                        ("model.n_head", m.n_head), ("model.n_positions", m.n_positions), ("data.seq_len", d.seq_len),
                        ("data.batch_size", d.batch_size), ("train.steps", t.steps), ("record.every", r.every),
-                       ("record.flush_every_frames", r.flush_every_frames), ("record.queue_frames", r.queue_frames)):
+                       ("record.flush_every_frames", r.flush_every_frames), ("record.queue_frames", r.queue_frames),
+                       ("record.keyframe_every", r.keyframe_every)):
         if value < 1:
             fail(key, value, "must be >= 1")
     if m.n_embd % m.n_head:
@@ -314,6 +316,8 @@ def validate_values(where: str, s: Scenario) -> None:
         fail("train.device", t.device, f"allowed: {', '.join(DEVICE_KINDS)} (or cuda:N)")
     if t.logits_matmul not in LOGITS_MATMULS:
         fail("train.logits_matmul", t.logits_matmul, f"allowed: {', '.join(LOGITS_MATMULS)}")
+    if r.compression not in COMPRESSIONS:
+        fail("record.compression", r.compression, f"allowed: {', '.join(COMPRESSIONS)}")
     for name in r.tensors:
         if name not in RECORDABLE:
             fail("record.tensors", name, f"unknown tensor. Allowed: {', '.join(RECORDABLE)}")

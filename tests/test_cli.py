@@ -6,6 +6,9 @@ import logging
 import subprocess
 import sys
 
+import numpy as np
+import torch
+
 from core.trajectory import Trajectory
 from harness.cli import main
 
@@ -71,3 +74,21 @@ def test_python_dash_m_entry_point():
     proc = subprocess.run([sys.executable, "-m", "harness", "--help"], capture_output=True, text=True, check=True)
     for command in ("run", "validate", "list", "data"):
         assert command in proc.stdout
+
+
+def test_compressed_run_reads_and_checks_like_an_uncompressed_one(write_scenario, tmp_path, capsys):
+    path = write_scenario('\n[[expect]]\ncheck = "zero_displacement"\ntensor = "E"\ntokens = "dead"\n'
+                          '\n[[expect]]\ncheck = "nonzero_displacement"\ntensor = "W"\ntokens = "dead"\n'
+                          '\n[[expect]]\ncheck = "equal"\na = "E"\nb = "W"\nstep = 0\n')
+    verdicts = {}
+    for compression in ("none", "delta-zstd"):
+        code = main(["run", str(path), "--out", str(tmp_path / compression), "--scale", "smoke", "-q",
+                     "--set", f"record.compression={compression}", "--set", "record.keyframe_every=2"])
+        assert code == 0
+        verdicts[compression] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("PASS")]
+    assert len(verdicts["none"]) == 3 and verdicts["delta-zstd"] == verdicts["none"]
+    with Trajectory(tmp_path / "none" / "tiny.h5") as plain, Trajectory(tmp_path / "delta-zstd" / "tiny.h5") as packed:
+        assert packed.meta["compression"] == "delta-zstd" and plain.meta["compression"] == "none"
+        for name in ("E", "W", "grad_E", "grad_W", "loss"):
+            a, b = plain[name][:], packed[name][:]
+            assert (torch.equal(a, b) if isinstance(a, torch.Tensor) else np.array_equal(a, b, equal_nan=True)), name

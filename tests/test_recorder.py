@@ -59,9 +59,11 @@ def token_tables(random_ids) -> TokenTables:
 
 @pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
 @pytest.mark.parametrize("every", [1, 3])
-def test_round_trip_every_tensor_kind(tmp_path, random_ids, tied, every):
+@pytest.mark.parametrize("compression", ["none", "zstd", "delta-zstd"])
+def test_round_trip_every_tensor_kind(tmp_path, random_ids, tied, every, compression):
     steps, path = 7, tmp_path / "run.h5"
-    config = RecordConfig(tensors=ALL, every=every, queue_frames=2)
+    # keyframes every 3 frames: a delta-coded read crosses keyframes
+    config = RecordConfig(tensors=ALL, every=every, queue_frames=2, compression=compression, keyframe_every=3)
     with TrajectoryWriter(path, vocab_size=V, dim=D, tied=tied, config=config, tokens=token_tables(random_ids)) as w:
         train_and_record(small_training(random_ids, tied, steps), w)
         names = w.names
@@ -224,14 +226,15 @@ def poll_frames(path: Path, at_least: int, proc: subprocess.Popen, timeout: floa
 
 
 @pytest.mark.slow
-def test_sigkill_mid_run_leaves_every_complete_frame_exact(tmp_path, random_ids):
+@pytest.mark.parametrize("compression", ["none", "delta-zstd"])
+def test_sigkill_mid_run_leaves_every_complete_frame_exact(tmp_path, random_ids, compression):
     sys.path.insert(0, str(CHILD.parent))
     import record_child
 
     steps = 40
     kill_after = random.Random().randint(3, 25)
     path = tmp_path / "killed.h5"
-    proc = subprocess.Popen([sys.executable, str(CHILD), str(path), str(steps)],
+    proc = subprocess.Popen([sys.executable, str(CHILD), str(path), str(steps), "--compression", compression],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     poll_frames(path, kill_after, proc)
     proc.send_signal(signal.SIGKILL)

@@ -95,6 +95,9 @@ REPLACED = {  # malformed by editing the base text rather than appending to it
     "bad-name": (('name = "tiny"', 'name = "tiny run/1"'), r"name = 'tiny run/1': use letters, digits"),
     "not-toml": (("[model]", "[model"), "not valid TOML"),
     "duplicate-tensor": (('"grad_W", "loss"', '"grad_W", "W"'), "lists a tensor twice"),
+    "unknown-compression": (('"grad_W", "loss"]', '"grad_W", "loss"]\ncompression = "gzip"'),
+                            r"record.compression = 'gzip': allowed: none, zstd, delta-zstd"),
+    "keyframes-zero": (('"grad_W", "loss"]', '"grad_W", "loss"]\nkeyframe_every = 0'), r"record.keyframe_every = 0: must be >= 1"),
 }
 
 
