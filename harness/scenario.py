@@ -307,7 +307,7 @@ def validate_values(where: str, s: Scenario) -> None:
             fail(key, value, "must lie in [0, 1)")
     for key, value in (("optimizer.weight_decay", o.weight_decay), ("optimizer.max_grad_norm", o.max_grad_norm),
                        ("record.flush_every_seconds", r.flush_every_seconds), ("record.disk_reserve_mb", r.disk_reserve_mb),
-                       ("record.checkpoint_every", r.checkpoint_every)):
+                       ("record.checkpoint_every", r.checkpoint_every), ("record.writeback_every_mb", r.writeback_every_mb)):
         if value < 0:
             fail(key, value, "must be >= 0")
     if o.schedule not in SCHEDULES:

@@ -300,3 +300,23 @@ def test_failed_hdf5_write_still_names_the_frames_that_are_safe(tmp_path):
         for frame in range(len(traj)):
             assert torch.isfinite(traj["W"][frame].float()).all()
         assert traj.steps.tolist() == list(range(len(traj)))
+
+
+def test_early_writeback_hands_every_frame_to_the_disk_and_changes_no_bits(tmp_path):
+    gen = torch.Generator().manual_seed(3)
+    frames = [torch.randn(V, D, generator=gen).to(torch.bfloat16) for _ in range(6)]
+    advised = {}
+    for mb in (0.0, 0.1):  # off; every 0.1 MB (each 128 kB frame)
+        path = tmp_path / f"wb{mb}.h5"
+        config = RecordConfig(tensors=["W"], writeback_every_mb=mb)
+        with TrajectoryWriter(path, vocab_size=V, dim=D, tied=False, config=config) as w:
+            start = w._writeback_from
+            for step, frame in enumerate(frames):
+                w.append(step, {"W": frame})
+            w.sync()
+            advised[mb] = w._writeback_from - start
+        with Trajectory(path) as traj:
+            assert torch.equal(traj["W"][:], torch.stack(frames))
+    assert advised[0.0] == 0
+    if hasattr(os, "posix_fadvise"):
+        assert advised[0.1] >= len(frames) * V * D * 2  # every frame's bytes were handed to the disk early
