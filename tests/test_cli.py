@@ -92,3 +92,25 @@ def test_compressed_run_reads_and_checks_like_an_uncompressed_one(write_scenario
         for name in ("E", "W", "grad_E", "grad_W", "loss"):
             a, b = plain[name][:], packed[name][:]
             assert (torch.equal(a, b) if isinstance(a, torch.Tensor) else np.array_equal(a, b, equal_nan=True)), name
+
+
+def test_compress_rewrites_a_run_bit_for_bit_and_back(write_scenario, tmp_path, capsys):
+    path = write_scenario(tied=True, tensors='["W", "grad_W", "exp_avg_W", "exp_avg_sq_W", "logits", "loss"]')
+    assert main(["run", str(path), "--out", str(tmp_path), "--scale", "smoke", "-q", "--no-check"]) == 0
+    run = tmp_path / "tiny.h5"
+    assert main(["compress", str(run), "--keyframe-every", "2", "-q"]) == 0
+    packed = tmp_path / "tiny.delta-zstd.h5"
+    assert f"{packed}: 4 frames, delta-zstd" in capsys.readouterr().out
+    assert main(["compress", str(packed), "--compression", "none", "--out", str(tmp_path / "back.h5"), "-q"]) == 0
+    with Trajectory(run) as a, Trajectory(packed) as b, Trajectory(tmp_path / "back.h5") as c:
+        assert b.meta["compression"] == "delta-zstd" and c.meta["compression"] == "none"
+        assert b.meta["scenario"] == a.meta["scenario"] and b.meta["environment"] == a.meta["environment"]
+        assert b.meta["recompressed_from"] == str(run) and b.meta["closed_cleanly"] is True
+        assert b.names == a.names and b.strings == a.strings and np.array_equal(b.dead, a.dead)
+        for name in a.names:
+            x, y, z = a[name][:], b[name][:], c[name][:]
+            same = (lambda p, q: torch.equal(p.view(torch.int16), q.view(torch.int16))) if isinstance(x, torch.Tensor) \
+                else (lambda p, q: np.array_equal(p, q, equal_nan=True))
+            assert same(x, y) and same(x, z), name
+    assert main(["compress", str(run), "--out", str(run)]) == 2
+    assert "is the source file" in capsys.readouterr().err
