@@ -13,6 +13,8 @@ reports steps/s in `extra_info`; printed ratios (with -s):
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -97,12 +99,15 @@ def test_train_steps_per_second(benchmark, bench_dir, device, tied, recording, l
         writer = TrajectoryWriter(bench_dir / f"bench-{device}-{tied}.h5", vocab_size=10_000, dim=64, tied=tied,
                                   config=RecordConfig(tensors=["W"]), device=training.device, overwrite=True)
     n = STEPS_PER_ROUND[training.device.type]
+    append_seconds = []  # the training thread's own cost of recording: the copy into a host buffer
 
     def run_steps():
         for _ in range(n):
             result = training.step()
             if writer is not None:
+                start = time.perf_counter()
                 writer.append(result.step, frame_tensors(training, writer.names, result), loss=result.loss)
+                append_seconds.append(time.perf_counter() - start)
         synchronize(training.device)
 
     benchmark.group = f"train-step-{device}-{'tied' if tied else 'untied'}"
@@ -110,7 +115,13 @@ def test_train_steps_per_second(benchmark, bench_dir, device, tied, recording, l
     benchmark.pedantic(run_steps, rounds=ROUNDS, warmup_rounds=WARMUP_ROUNDS, iterations=1)
     if writer is not None:
         writer.close()
-    report(benchmark, (device, tied, recording, logits_matmul), n)
+    steps_per_s = report(benchmark, (device, tied, recording, logits_matmul), n)
+    if append_seconds:
+        append_ms = 1e3 * float(np.median(append_seconds))
+        benchmark.extra_info.update(append_ms_per_step=round(append_ms, 3),
+                                    append_share_of_step=round(append_ms / 1e3 * steps_per_s, 5))
+        print(f"\n{device} tied={tied} {logits_matmul}: append() takes {append_ms:.2f} ms of a "
+              f"{1e3 / steps_per_s:.0f} ms step ({append_ms / 10 * steps_per_s:.3f} %)")
     if recording != "off":
         ratio(benchmark, "ratio_to_no_recording", (device, tied, recording, logits_matmul),
               (device, tied, "off", logits_matmul), f"{device} tied={tied} {logits_matmul}: W every step / off")
