@@ -1,6 +1,7 @@
 """Training steps/s at the Flannel-1 shape, per device: the harness vs the seeds' method.
 
     nox -s benchmarks -- -k train
+    nox -s benchmarks -- -k paired      # the recording overhead, step against step
 
 The seeds' method runs first so that the ratios can be taken. Flannel-1 shape: batch 32 x 128 tokens, vocab 10,000, dim 64, 2 layers, bf16. Each case
 reports steps/s in `extra_info`; printed ratios (with -s):
@@ -131,3 +132,47 @@ def test_train_steps_per_second(benchmark, bench_dir, device, tied, recording, l
     ratio(benchmark, "ratio_to_seeds_method", (device, tied, recording, logits_matmul), (device, tied, "seeds"),
           f"{device} tied={tied} recording={recording} {logits_matmul}: harness / seeds' method")
     assert training.steps_done == (ROUNDS + WARMUP_ROUNDS) * n
+
+
+PAIRS = {"cpu": 6, "cuda": 200, "mps": 50}
+
+
+@pytest.mark.parametrize("device", available_devices())
+def test_recording_overhead_paired(benchmark, bench_dir, device):
+    """The cost of every-step W recording, measured step against step in one Training.
+
+    Separate benchmark cases (above) compare runs minutes apart, with +-5 % noise on a CPU.
+    Here steps with and without a frame alternate (ABBA order, so drift cancels), the
+    writer's threads running throughout as in a real run; the ratio of median step times
+    is the overhead (goal: steps/s with recording >= 0.95 x without).
+    """
+    training = Training(corpus_ids(), ModelConfig(tied=True), data_cfg=DataConfig(),
+                        train_cfg=TrainConfig(steps=10**6, device=device))
+    writer = TrajectoryWriter(bench_dir / f"paired-{device}.h5", vocab_size=10_000, dim=64, tied=True,
+                              config=RecordConfig(tensors=["W"]), device=training.device, overwrite=True)
+    pairs = PAIRS[training.device.type]
+    seconds: dict[bool, list[float]] = {False: [], True: []}
+
+    def step(record: bool) -> float:
+        start = time.perf_counter()
+        result = training.step()
+        if record:
+            writer.append(result.step, frame_tensors(training, writer.names, result), loss=result.loss)
+        synchronize(training.device)
+        return time.perf_counter() - start
+
+    def run_pairs():
+        step(False), step(True)  # warm-up
+        for i in range(pairs):
+            for record in ((False, True) if i % 2 == 0 else (True, False)):
+                seconds[record].append(step(record))
+
+    benchmark.group = f"recording-overhead-{device}"
+    benchmark.pedantic(run_pairs, rounds=1, iterations=1)
+    writer.close()
+    off, on = float(np.median(seconds[False])), float(np.median(seconds[True]))
+    benchmark.extra_info.update(shape_info(device, True, 1), pairs=pairs, median_step_s_off=round(off, 4),
+                                median_step_s_on=round(on, 4), ratio_to_no_recording=round(off / on, 4))
+    print(f"\n{device}: {pairs} ABBA pairs, median step {off * 1e3:.1f} ms without, {on * 1e3:.1f} ms with a W "
+          f"frame: steps/s ratio {off / on:.3f}")
+    assert len(seconds[True]) == len(seconds[False]) == pairs
