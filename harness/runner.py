@@ -32,8 +32,9 @@ HARNESS_VERSION = "0.1.0"
 class RunResult:
     scenario: Scenario
     path: Path
-    seconds: float
+    seconds: float  # of this process's training
     steps: int
+    resumed_at: int | None = None  # steps already done when this process resumed the run
 
 
 def _file_state(path: str) -> tuple[int, int] | None:
@@ -171,7 +172,7 @@ def run_scenario(
         for hook in hooks:
             hook(result)
 
-    start = time.perf_counter()
+    start, steps_before = time.perf_counter(), training.steps_done
     try:
         with logging_redirect_tqdm(), StopSignals() as stop:
             checkpointer.stop = stop
@@ -182,7 +183,7 @@ def run_scenario(
         step_log.close()
         writer.close()
     ckpt.unlink(missing_ok=True)  # complete: nothing left to resume
-    return RunResult(scenario, path, time.perf_counter() - start, steps)
+    return RunResult(scenario, path, time.perf_counter() - start, steps, steps_before if resume else None)
 
 
 def evaluate(scenario: Scenario, path: Path, device: str | None = None) -> list[tuple[Expectation, Verdict]]:

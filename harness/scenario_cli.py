@@ -51,7 +51,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"interrupted: {stop}.", file=sys.stderr)
         print(f"resume with: {resume_command(args)}", file=sys.stderr)
         return stop.exit_code
-    print(f"trajectory: {result.path}  ({result.steps} steps in {result.seconds:.1f} s)")
+    if result.resumed_at is None:
+        print(f"trajectory: {result.path}  ({result.steps} steps in {result.seconds:.1f} s)")
+    else:
+        print(f"trajectory: {result.path}  ({result.steps} steps; resumed at step {result.resumed_at}, "
+              f"{result.steps - result.resumed_at} steps in {result.seconds:.1f} s)")
     if args.no_check:
         return 0
     failed = 0

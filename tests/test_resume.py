@@ -182,7 +182,7 @@ def snapshot(*paths: Path) -> dict[Path, bytes]:
 
 
 # ------------------------------------------------------------------ crashes and stops
-def test_sigkill_at_a_random_step_then_resume_gives_the_identical_file(tmp_path, scenario, reference):
+def test_sigkill_at_a_random_step_then_resume_gives_the_identical_file(tmp_path, scenario, reference, capsys):
     kill_after = random.Random(8).randint(2, STEPS - 1)
     out = tmp_path / "out"
     killed = cli(scenario, out, fault=f"{kill_after}:SIGKILL")
@@ -192,9 +192,12 @@ def test_sigkill_at_a_random_step_then_resume_gives_the_identical_file(tmp_path,
     with Trajectory(path) as traj:
         assert traj.meta["closed_cleanly"] is False
 
+    capsys.readouterr()
     assert run(scenario, out, "--resume") == 0
+    resumed = last_checkpoint_before(kill_after)
+    assert f"({STEPS} steps; resumed at step {resumed}, {STEPS - resumed} steps in " in capsys.readouterr().out
     assert_identical(path, reference())
-    assert resumed_at(path) == [last_checkpoint_before(kill_after)]
+    assert resumed_at(path) == [resumed]
     assert not checkpoint_path(path).exists()
 
 
