@@ -232,7 +232,9 @@ def test_a_killed_sweep_finishes_only_what_was_missing(sweep_file, pool_run, tmp
     index_file, deadline = out / "smoke" / "index.json", time.monotonic() + 120
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            if index_file.exists() and any(e["status"] == "done" for e in read_index(index_file.parent)["runs"].values()):
+            # one run done and the next marked running: the driver then pauses (PAUSE_ENV), so this
+            # state holds until the kill (waiting for "done" alone raced the next "running" write)
+            if index_file.exists() and {"done", "running"} <= {e["status"] for e in read_index(index_file.parent)["runs"].values()}:
                 break
             time.sleep(0.2)
         assert proc.poll() is None, proc.stderr.read().decode()
