@@ -9,7 +9,8 @@ reports steps/s in `extra_info`; printed ratios (with -s):
 - "harness / seeds' method": the core's step vs transformers' Trainer as notebook 1.20a
   ran it (harness.seed_trainer), W kept in RAM every step as the notebooks did;
 - "fp32 / bf16 logits_matmul": the opt-in float32-accumulated LM head (not bit-identical,
-  tests/test_lm_head.py states the difference) against the default.
+  tests/test_lm_head.py states the difference) against the default; "fp32-gemms / bf16":
+  the opt-in `matmul = "fp32"`, every GEMM of the step in float32 (core/fp32_gemm.py).
 """
 
 from __future__ import annotations
@@ -88,13 +89,18 @@ def test_seeds_method_steps_per_second(benchmark, tmp_path, device, tied):
     assert [len(r.frames) for r in recorders] == [n] * (ROUNDS + WARMUP_ROUNDS)
 
 
-@pytest.mark.parametrize("logits_matmul", ["bf16", "fp32"])
+# The step's numerics: (train.logits_matmul, train.matmul), by the id the benchmark has carried.
+NUMERICS = {"bf16": ("bf16", "bf16"), "fp32": ("fp32", "bf16"), "fp32-gemms": ("bf16", "fp32")}
+
+
+@pytest.mark.parametrize("logits_matmul", list(NUMERICS))
 @pytest.mark.parametrize("recording", ["off", "W-every-step"])
 @pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
 @pytest.mark.parametrize("device", available_devices())
 def test_train_steps_per_second(benchmark, bench_dir, device, tied, recording, logits_matmul):
+    head, matmul = NUMERICS[logits_matmul]
     training = Training(corpus_ids(), ModelConfig(tied=tied), data_cfg=DataConfig(),
-                        train_cfg=TrainConfig(steps=10**6, device=device, logits_matmul=logits_matmul))
+                        train_cfg=TrainConfig(steps=10**6, device=device, logits_matmul=head, matmul=matmul))
     writer = None
     if recording != "off":
         writer = TrajectoryWriter(bench_dir / f"bench-{device}-{tied}.h5", vocab_size=10_000, dim=64, tied=tied,
@@ -112,7 +118,7 @@ def test_train_steps_per_second(benchmark, bench_dir, device, tied, recording, l
         synchronize(training.device)
 
     benchmark.group = f"train-step-{device}-{'tied' if tied else 'untied'}"
-    benchmark.extra_info.update(shape_info(device, tied, n), recording=recording, logits_matmul=logits_matmul)
+    benchmark.extra_info.update(shape_info(device, tied, n), recording=recording, logits_matmul=head, matmul=matmul)
     benchmark.pedantic(run_steps, rounds=ROUNDS, warmup_rounds=WARMUP_ROUNDS, iterations=1)
     if writer is not None:
         writer.close()
@@ -126,9 +132,9 @@ def test_train_steps_per_second(benchmark, bench_dir, device, tied, recording, l
     if recording != "off":
         ratio(benchmark, "ratio_to_no_recording", (device, tied, recording, logits_matmul),
               (device, tied, "off", logits_matmul), f"{device} tied={tied} {logits_matmul}: W every step / off")
-    if logits_matmul == "fp32":
-        ratio(benchmark, "ratio_fp32_to_bf16", (device, tied, recording, "fp32"), (device, tied, recording, "bf16"),
-              f"{device} tied={tied} recording={recording}: fp32 / bf16 logits_matmul")
+    if logits_matmul != "bf16":
+        ratio(benchmark, "ratio_fp32_to_bf16", (device, tied, recording, logits_matmul), (device, tied, recording, "bf16"),
+              f"{device} tied={tied} recording={recording}: {logits_matmul} / bf16")
     ratio(benchmark, "ratio_to_seeds_method", (device, tied, recording, logits_matmul), (device, tied, "seeds"),
           f"{device} tied={tied} recording={recording} {logits_matmul}: harness / seeds' method")
     assert training.steps_done == (ROUNDS + WARMUP_ROUNDS) * n

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from core.data import IGNORE_INDEX, Batches, DataConfig
 from core.device import resolve_device
+from core.fp32_gemm import gemm_precision
 from core.lm_head import lm_logits
 from core.model import InitConfig, ModelConfig, build_model, embedding, is_tied, unembedding
 from core.optim import OptimConfig, build_optimizer, clip_gradients, lr_factor, set_lr
@@ -32,6 +33,7 @@ class TrainConfig:
     steps: int = 1000  # Flannel 1/2: 1,000; Flannel 7: 500; Thimble 7: 6,000
     device: str = "auto"  # auto = cuda > mps > cpu
     logits_matmul: str = "bf16"  # bf16 = the Trainer's step (bit-identical); fp32 = faster on AVX2 CPUs (core/lm_head.py)
+    matmul: str = "bf16"  # bf16 = the Trainer's kernels; fp32 = every GEMM, head included, in float32 (core/fp32_gemm.py)
 
 
 @dataclass
@@ -65,13 +67,15 @@ def train_step(
     capture_grads: tuple[str, ...] = (),
     capture_logits: bool = False,
     logits_matmul: str = "bf16",
+    matmul: str = "bf16",
 ) -> StepResult:
     """One optimizer step on a batch. inputs, targets: (B, T) int64 on the model's device."""
     device_type = inputs.device.type
-    with torch.autocast(device_type=device_type, dtype=torch.bfloat16):
-        logits = lm_logits(model, inputs, logits_matmul)  # (B, T, V) bf16
-        loss = causal_lm_loss(logits, targets)
-    loss.backward()
+    with gemm_precision(matmul):  # forward and backward
+        with torch.autocast(device_type=device_type, dtype=torch.bfloat16):
+            logits = lm_logits(model, inputs, logits_matmul)  # (B, T, V) bf16
+            loss = causal_lm_loss(logits, targets)
+        loss.backward()
     grads = {}
     for name in capture_grads:  # the notebooks recorded gradients before clipping
         param = embedding(model) if name == "grad_E" else unembedding(model)
@@ -145,6 +149,7 @@ class Training:
             capture_grads,
             capture_logits,
             self.train_cfg.logits_matmul,
+            self.train_cfg.matmul,
         )
         self.steps_done += 1
         self.last = result

@@ -33,6 +33,7 @@ from typing import Any
 from core.data import DataConfig
 from core.device import DEVICE_KINDS
 from core.encoding import COMPRESSIONS
+from core.fp32_gemm import MATMULS
 from core.lm_head import LOGITS_MATMULS
 from core.model import UNTIED_INITS, InitConfig, ModelConfig
 from core.optim import SCHEDULES, OptimConfig
@@ -316,6 +317,8 @@ def validate_values(where: str, s: Scenario) -> None:
         fail("train.device", t.device, f"allowed: {', '.join(DEVICE_KINDS)} (or cuda:N)")
     if t.logits_matmul not in LOGITS_MATMULS:
         fail("train.logits_matmul", t.logits_matmul, f"allowed: {', '.join(LOGITS_MATMULS)}")
+    if t.matmul not in MATMULS:
+        fail("train.matmul", t.matmul, f"allowed: {', '.join(MATMULS)}")
     if r.compression not in COMPRESSIONS:
         fail("record.compression", r.compression, f"allowed: {', '.join(COMPRESSIONS)}")
     for name in r.tensors:

@@ -90,6 +90,7 @@ REPLACED = {  # malformed by editing the base text rather than appending to it
     "unknown-device": (('device = "cpu"', 'device = "tpu"'), r"train.device = 'tpu': allowed: auto, cpu, cuda, mps"),
     "unknown-logits-matmul": (('device = "cpu"', 'device = "cpu"\nlogits_matmul = "fp16"'),
                               r"train.logits_matmul = 'fp16': allowed: bf16, fp32"),
+    "unknown-matmul": (('device = "cpu"', 'device = "cpu"\nmatmul = "tf32"'), r"train.matmul = 'tf32': allowed: bf16, fp32"),
     "unknown-tensor": (('"grad_W", "loss"', '"grad_W", "V"'), r"record.tensors = 'V': unknown tensor. Allowed: E, W"),
     "heads-do-not-divide": (("n_positions = 32", "n_positions = 32\nn_head = 5"), r"model.n_head = 5: must divide model.n_embd = 64"),
     "bad-name": (('name = "tiny"', 'name = "tiny run/1"'), r"name = 'tiny run/1': use letters, digits"),
