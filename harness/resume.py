@@ -11,6 +11,8 @@ as an uninterrupted run (tests/test_resume.py). Only the attribute `resumed_at_s
 A resume is refused, before anything on disk changes, when the checkpoint's context
 differs from the run asked for: the resolved scenario (without its file path), the
 corpus and tokenizer fingerprints, the device type, or the trajectory format version.
+A scenario key added to the harness after the checkpoint was written counts as its
+default there (a new key's default keeps what the code did before it existed).
 
 Test hook: the environment variable DEAD_TOKEN_HARNESS_FAULT="STEP:SIGNAL" (e.g.
 "7:SIGKILL") makes a run raise SIGNAL in its own process right after step STEP: a
@@ -19,6 +21,7 @@ deterministic crash or stop for the resume tests, with no sleeps or races.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -40,6 +43,7 @@ from core.checkpoint import (
 )
 from core.recorder import FORMAT_VERSION, RecordConfig, TrajectoryWriter
 from core.train import StepResult, Training
+from harness.scenario import SECTIONS
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +159,16 @@ def refuse_to_overwrite(path: Path) -> None:
     raise FileExistsError(f"Trajectory {path} already exists; refusing to overwrite it.{hint}")
 
 
+def _default_keys_added_since(saved_context: dict[str, Any]) -> None:
+    """Give a checkpoint's scenario the defaults of section keys it predates (in place)."""
+    scenario = saved_context.get("scenario")
+    for section, config_type in SECTIONS.items():
+        saved = scenario.get(section) if isinstance(scenario, dict) else None
+        if isinstance(saved, dict):
+            for key, default in dataclasses.asdict(config_type()).items():
+                saved.setdefault(key, default)
+
+
 def resume_writer(path: Path, training: Training, context: dict[str, Any], record: RecordConfig) -> TrajectoryWriter:
     """Check that `path` can be resumed by this run, put `training` in its checkpoint's state
     and reopen the trajectory after the checkpoint's frames. Every refusal happens before
@@ -171,6 +185,7 @@ def resume_writer(path: Path, training: Training, context: dict[str, Any], recor
         raise CheckpointMismatch(f"Cannot resume {path}: the trajectory has format_version "
                                  f"{attrs.get('format_version')}; this harness writes {FORMAT_VERSION}.")
     ckpt = load_checkpoint(ckpt_path)
+    _default_keys_added_since(ckpt.context)
     try:
         check_compatible(ckpt, context)
     except CheckpointMismatch as exc:

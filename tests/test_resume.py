@@ -279,6 +279,33 @@ def test_a_resume_with_another_scenario_is_refused(interrupted, scenario, capsys
     assert snapshot(path, checkpoint_path(path)) == before
 
 
+def drop_keys_from_checkpoint(path: Path, *dotted: str) -> None:
+    """Rewrite a checkpoint as a harness from before these scenario keys existed wrote it."""
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    context = json.loads(raw["context"])
+    for key in dotted:
+        section, name = key.split(".")
+        del context["scenario"][section][name]
+    raw["context"] = json.dumps(context, sort_keys=True)
+    torch.save(raw, path)
+
+
+def test_keys_added_since_the_checkpoint_count_as_their_defaults(interrupted, scenario, reference, capsys):
+    out, path = interrupted
+    drop_keys_from_checkpoint(checkpoint_path(path), "train.matmul", "record.keyframe_every")
+    assert main(["run", str(scenario), "--out", str(out), "--resume", "-q"]) == 0, capsys.readouterr().err
+    assert_identical(path, reference())
+
+
+def test_a_key_added_since_the_checkpoint_set_to_another_value_is_refused(interrupted, scenario, capsys):
+    out, path = interrupted
+    drop_keys_from_checkpoint(checkpoint_path(path), "train.matmul")
+    before = snapshot(path, checkpoint_path(path))
+    assert main(["run", str(scenario), "--out", str(out), "--resume", "--set", "train.matmul=fp32", "-q"]) == 2
+    assert "scenario.train.matmul: 'bf16' -> 'fp32'" in capsys.readouterr().err
+    assert snapshot(path, checkpoint_path(path)) == before
+
+
 def test_a_resume_with_another_scale_or_device_type_is_refused(interrupted, scenario, capsys):
     out, path = interrupted
     before = snapshot(path, checkpoint_path(path))
