@@ -105,14 +105,15 @@ class Scenario:
 
 
 # ------------------------------------------------------------------ loading
-def read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path, kind: str = "Scenario", error: type[Exception] = ScenarioError) -> dict[str, Any]:
+    """A TOML file's tables; a missing file or bad TOML raises `error` naming the file."""
     if not path.is_file():
-        raise ScenarioError(f"Scenario file not found: {path}")
+        raise error(f"{kind} file not found: {path}")
     try:
         with path.open("rb") as f:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{path}: not valid TOML: {exc}") from exc
+        raise error(f"{path}: not valid TOML: {exc}") from exc
 
 
 def deep_merge(base: dict, override: dict) -> dict:

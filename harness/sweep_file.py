@@ -35,12 +35,11 @@ import itertools
 import json
 import logging
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.scenario import FULL_SCALE, Scenario, ScenarioError, load_scenario
+from harness.scenario import FULL_SCALE, Scenario, ScenarioError, load_scenario, read_toml
 
 log = logging.getLogger(__name__)
 
@@ -144,16 +143,6 @@ def value_at(scenario: Scenario, dotted: str) -> Any:
 
 
 # ------------------------------------------------------------------ loading
-def _read(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise SweepError(f"Sweep file not found: {path}")
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except tomllib.TOMLDecodeError as exc:
-        raise SweepError(f"{path}: not valid TOML: {exc}") from exc
-
-
 def _combinations(where: Path, mode: str, axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
     keys = list(axes)
     if not keys:
@@ -199,7 +188,7 @@ def load_sweep(path: str | Path) -> Sweep:
     from harness.sweep_expect import parse_expect_all  # expectations validate against the runs
 
     path = Path(path)
-    raw = _read(path)
+    raw = read_toml(path, "Sweep", SweepError)
     unknown = sorted(set(raw) - set(TOP_LEVEL))
     if unknown:
         raise SweepError(f"{path}: unknown key {unknown[0]!r}. Allowed: {', '.join(TOP_LEVEL)}")

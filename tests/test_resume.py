@@ -23,11 +23,9 @@ import sys
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pytest
 import torch
 
-from core.bf16 import is_hdf5_bfloat16
 from core.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, restore, save_checkpoint
 from core.data import DataConfig
 from core.h5clear import clear_status_flags, lookup3
@@ -37,6 +35,7 @@ from core.run import train_and_record
 from core.train import TrainConfig, Training
 from core.trajectory import Trajectory
 from harness.cli import main
+from h5util import differing_attributes
 from harness.resume import FAULT_ENV
 
 REPO = Path(__file__).resolve().parent.parent
@@ -103,41 +102,10 @@ def last_checkpoint_before(step: int) -> int:
     return (step - 1) // CKPT_EVERY * CKPT_EVERY
 
 
-def dataset_names(group: h5py.Group, prefix: str = "") -> list[str]:
-    """Every dataset by every name (hard-linked tied aliases too; visititems sees them once)."""
-    names = []
-    for key, item in group.items():
-        if isinstance(item, h5py.Group):
-            names += dataset_names(item, f"{prefix}{key}/")
-        else:
-            names.append(prefix + key)
-    return sorted(names)
-
-
-def raw_values(dset: h5py.Dataset) -> bytes | list:
-    """A dataset's values as bytes (bf16 as raw bits, no conversion), strings as a list."""
-    if is_hdf5_bfloat16(dset.id.get_type()):
-        bits = np.empty(dset.shape, dtype=np.uint16)
-        if bits.size:
-            dset.id.read(h5py.h5s.ALL, h5py.h5s.ALL, bits, mtype=dset.id.get_type())
-        return bits.tobytes()
-    values = dset[()]
-    return values.tolist() if values.dtype == object else values.tobytes()
-
-
 def assert_identical(got: Path, want: Path) -> None:
-    with h5py.File(got, "r") as a, h5py.File(want, "r") as b:
-        assert dataset_names(a) == dataset_names(b)
-        for name in dataset_names(a):
-            da, db = a[name], b[name]
-            assert da.shape == db.shape, f"{name}: shape {da.shape} != {db.shape}"
-            assert da.id.get_type().equal(db.id.get_type()), f"{name}: HDF5 types differ"
-            assert raw_values(da) == raw_values(db), f"{name}: values differ"
-        attrs_a = {k: v for k, v in a.attrs.items() if k not in RESUME_ONLY_ATTRS}
-        attrs_b = {k: v for k, v in b.attrs.items() if k not in RESUME_ONLY_ATTRS}
-        assert sorted(attrs_a) == sorted(attrs_b)
-        for key, value in attrs_a.items():
-            assert np.array_equal(value, attrs_b[key]), f"attribute {key}: {value!r} != {attrs_b[key]!r}"
+    """Bit-identical datasets; attributes equal but for those a resume adds."""
+    differing = differing_attributes(got, want)
+    assert differing <= RESUME_ONLY_ATTRS, f"attributes differ: {sorted(differing - RESUME_ONLY_ATTRS)}"
 
 
 def resumed_at(path: Path) -> list[int]:

@@ -16,11 +16,10 @@ import time
 from pathlib import Path
 
 import h5py
-import numpy as np
 import pytest
 
 from conftest import TINY_SCENARIO
-from core.bf16 import is_hdf5_bfloat16
+from h5util import differing_attributes
 from harness.cli import main
 from harness.sweep import PAUSE_ENV, load_sweep, run_sweep
 from harness.sweep_file import SweepError
@@ -69,36 +68,6 @@ def write_tiny(folder: Path, tiny_data) -> Path:
     sweep = folder / "smoke.toml"
     sweep.write_text(SMOKE_SWEEP.format(steps=STEPS), encoding="utf-8")
     return sweep
-
-
-def dataset_names(group: h5py.Group, prefix: str = "") -> list[str]:
-    names = []
-    for key, item in group.items():
-        names += dataset_names(item, f"{prefix}{key}/") if isinstance(item, h5py.Group) else [prefix + key]
-    return sorted(names)
-
-
-def raw_values(dset: h5py.Dataset) -> bytes | list:
-    """bf16 as raw bits, strings as a list, everything else as bytes."""
-    if is_hdf5_bfloat16(dset.id.get_type()):
-        bits = np.empty(dset.shape, dtype=np.uint16)
-        if bits.size:
-            dset.id.read(h5py.h5s.ALL, h5py.h5s.ALL, bits, mtype=dset.id.get_type())
-        return bits.tobytes()
-    values = dset[()]
-    return values.tolist() if values.dtype == object else values.tobytes()
-
-
-def differing_attributes(got: Path, want: Path) -> set[str]:
-    """Asserts every dataset is bit-identical; returns the names of file attributes that differ."""
-    with h5py.File(got, "r") as a, h5py.File(want, "r") as b:
-        assert dataset_names(a) == dataset_names(b)
-        for name in dataset_names(a):
-            assert a[name].shape == b[name].shape, f"{got.name}: {name}: shapes differ"
-            assert a[name].id.get_type().equal(b[name].id.get_type()), f"{got.name}: {name}: HDF5 types differ"
-            assert raw_values(a[name]) == raw_values(b[name]), f"{got.name}: {name}: values differ"
-        keys = set(a.attrs) | set(b.attrs)
-        return {k for k in keys if k not in a.attrs or k not in b.attrs or not np.array_equal(a.attrs[k], b.attrs[k])}
 
 
 def trajectories(folder: Path) -> dict[str, Path]:
