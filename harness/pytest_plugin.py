@@ -2,6 +2,7 @@
 
     pytest scenarios/                     # smoke scale (default), runs into a temp folder
     pytest scenarios/ --scale full --runs-dir runs
+    pytest scenarios/ --scale full --set train.matmul=fp32    # every scenario, one key overridden
 
 Each scenario runs once per session, when its first expectation needs it; all its
 expectations then read the same trajectory file. Test ids read
@@ -31,6 +32,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--scale", default="smoke", help="scenario scale: smoke (default) or full, or any [scale.NAME]")
     group.addoption("--runs-dir", default=None, help="where trajectories go (default: a temp folder)")
     group.addoption("--device", dest="harness_device", default=None, help="override every scenario's device")
+    group.addoption("--set", dest="harness_set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override a key of every scenario, as `python -m harness run --set` (repeatable)")
     group.addoption("--report", dest="harness_report", action="store_true",
                     help="write `python -m harness report` figures beside each trajectory (<name>_report/)")
 
@@ -57,7 +60,8 @@ class RunRecord:
 class ScenarioFile(pytest.File):
     def collect(self):
         try:
-            scenario = load_scenario(self.path, scale=self.config.getoption("scale"))
+            scenario = load_scenario(self.path, scale=self.config.getoption("scale"),
+                                     overrides=self.config.getoption("harness_set"))
         except ScenarioError as exc:
             raise self.CollectError(str(exc)) from None
         from harness.runner import applicable

@@ -172,3 +172,15 @@ def test_plugin_turns_expectations_into_tests_with_readable_failures(pytester, w
         "PASSED *tiny.toml::test_expect?tiny-dead-E-zero_displacement?",
         "XFAIL *tiny.toml::test_expect?tiny-E-W-equal? - E and W diverge once trained",
     ])
+
+
+def test_plugin_set_overrides_every_scenario_and_rejects_unknown_keys(pytester, write_scenario):
+    path = write_scenario('\n[[expect]]\ncheck = "finite"\ntensor = "W"\n', folder="scenarios")
+    result = pytester.runpytest(str(path), "-p", "no:cacheprovider", "--set", "train.steps=2",
+                                "--set", "record.tensors=[\"W\"]")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["tiny *smoke * 2 steps*1 passed"])
+    bad = pytester.runpytest(str(path), "-p", "no:cacheprovider", "--set", "train.stepz=2")
+    assert bad.ret != 0
+    bad.stdout.fnmatch_lines(["*ERROR collecting*scenarios/tiny.toml*",
+                              "--set train.stepz=2: unknown key train.stepz. Allowed in [[]train[]]: steps*"])
