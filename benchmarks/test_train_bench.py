@@ -10,7 +10,7 @@ reports steps/s in `extra_info`; printed ratios (with -s):
   ran it (harness.seed_trainer), W kept in RAM every step as the notebooks did;
 - "fp32 / bf16 logits_matmul": the opt-in float32-accumulated LM head (not bit-identical,
   tests/test_lm_head.py states the difference) against the default; "fp32-gemms / bf16":
-  the opt-in `matmul = "fp32"`, every GEMM of the step in float32 (core/fp32_gemm.py).
+  the opt-in `matmul = "fp32"`, every GEMM of the step in float32 (core/gemm.py).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from core.data import IGNORE_INDEX, Batches, DataConfig
 from core.device import resolve_device
-from core.fp32_gemm import gemm_precision
+from core.gemm import gemm_mode
 from core.lm_head import lm_logits
 from core.model import InitConfig, ModelConfig, build_model, embedding, is_tied, unembedding
 from core.optim import OptimConfig, build_optimizer, clip_gradients, lr_factor, set_lr
@@ -33,7 +33,7 @@ class TrainConfig:
     steps: int = 1000  # Flannel 1/2: 1,000; Flannel 7: 500; Thimble 7: 6,000
     device: str = "auto"  # auto = cuda > mps > cpu
     logits_matmul: str = "bf16"  # bf16 = the Trainer's step (bit-identical); fp32 = faster on AVX2 CPUs (core/lm_head.py)
-    matmul: str = "bf16"  # bf16 = the Trainer's kernels; fp32 = every GEMM, head included, in float32 (core/fp32_gemm.py)
+    matmul: str = "bf16"  # bf16 = the Trainer's kernels; fp32 = every GEMM, head included, in float32 (core/gemm.py)
 
 
 @dataclass
@@ -71,7 +71,7 @@ def train_step(
 ) -> StepResult:
     """One optimizer step on a batch. inputs, targets: (B, T) int64 on the model's device."""
     device_type = inputs.device.type
-    with gemm_precision(matmul):  # forward and backward
+    with gemm_mode(matmul, inputs.device):  # forward and backward
         with torch.autocast(device_type=device_type, dtype=torch.bfloat16):
             logits = lm_logits(model, inputs, logits_matmul)  # (B, T, V) bf16
             loss = causal_lm_loss(logits, targets)

@@ -33,7 +33,7 @@ from typing import Any
 from core.data import DataConfig
 from core.device import DEVICE_KINDS
 from core.encoding import COMPRESSIONS
-from core.fp32_gemm import MATMULS
+from core.gemm import MATMULS
 from core.lm_head import LOGITS_MATMULS
 from core.model import UNTIED_INITS, InitConfig, ModelConfig
 from core.optim import SCHEDULES, OptimConfig

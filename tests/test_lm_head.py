@@ -2,7 +2,7 @@
 
 The default step is the Trainer's (tests/test_parity_trainer.py proves it bit for bit).
 `logits_matmul = "fp32"` (core/lm_head.py) changes only the order of float32 additions
-inside the head's three GEMMs; `matmul = "fp32"` (core/fp32_gemm.py) does the same for
+inside the head's three GEMMs; `matmul = "fp32"` (core/gemm.py) does the same for
 every GEMM of the step. Neither is bit-identical; these tests state how far each may drift.
 """
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from core.data import DataConfig
-from core.fp32_gemm import gemm_precision
+from core.gemm import gemm_mode
 from core.lm_head import lm_logits
 from core.model import InitConfig, ModelConfig, build_model
 from core.optim import OptimConfig
@@ -62,7 +62,7 @@ def test_fp32_gradients_agree_with_the_default_for_every_parameter(flannel_batch
     grads = {}
     for mode, knobs in (("default", {}), ("fast", FAST_PATHS[fast])):
         model = build_model(ModelConfig(tied=tied), InitConfig())
-        with gemm_precision(knobs.get("matmul", "bf16")):
+        with gemm_mode(knobs.get("matmul", "bf16"), flannel_batch.device):
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 logits = lm_logits(model, flannel_batch, knobs.get("logits_matmul", "bf16"))
                 loss = causal_lm_loss(logits, flannel_batch.roll(-1, dims=1))

@@ -16,6 +16,7 @@ import torch
 
 pytest.importorskip("accelerate")
 from core.data import DataConfig  # noqa: E402
+from core.gemm import RowSplitGemms  # noqa: E402
 from core.model import InitConfig, ModelConfig, build_model  # noqa: E402
 from core.optim import OptimConfig  # noqa: E402
 from core.train import Training, TrainConfig  # noqa: E402
@@ -48,7 +49,10 @@ def run_trainer(ids: torch.Tensor, config: str, tmp_path) -> list[tuple[torch.Te
 
 
 def run_core(ids: torch.Tensor, config: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The core's default step; on a CPU with >= 2 torch threads its single-threaded bf16
+    GEMMs run split by rows over the threads (core.gemm.RowSplitGemms)."""
     tied, lr, wd, max_grad_norm = CONFIGS[config]
+    splits_before = RowSplitGemms.total_splits
     training = Training(
         ids,
         ModelConfig(vocab_size=VOCAB, tied=tied),
@@ -63,6 +67,8 @@ def run_core(ids: torch.Tensor, config: str) -> list[tuple[torch.Tensor, torch.T
         if max_grad_norm < 1.0:
             assert result.grad_norm > max_grad_norm, "clipping must act for this config to test it"
         frames.append((training.tensor("E").clone(), training.tensor("W").clone()))
+    if torch.get_num_threads() > 1:
+        assert RowSplitGemms.total_splits > splits_before, "the default CPU step split no GEMM: parity proves less"
     return frames
 
 
