@@ -24,6 +24,7 @@ import torch
 from conftest import available_devices
 from core.data import DataConfig
 from core.device import synchronize
+from core.host_memory import host_memory_reuse
 from core.model import ModelConfig
 from core.recorder import RecordConfig, TrajectoryWriter
 from core.run import frame_tensors
@@ -41,7 +42,7 @@ def corpus_ids() -> torch.Tensor:
 
 def shape_info(device: str, tied: bool, n: int) -> dict:
     return dict(device=device, tied=tied, batch=32, seq_len=128, vocab=10_000, dim=64, dtype="bfloat16",
-                steps_per_round=n, threads=torch.get_num_threads())
+                steps_per_round=n, threads=torch.get_num_threads(), host_memory_reuse=host_memory_reuse())
 
 
 def report(benchmark, key: tuple, n: int) -> float:

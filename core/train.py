@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from core.data import IGNORE_INDEX, Batches, DataConfig
 from core.device import resolve_device
 from core.gemm import gemm_mode
+from core.host_memory import reuse_freed_host_memory
 from core.lm_head import lm_logits
 from core.model import InitConfig, ModelConfig, build_model, embedding, is_tied, unembedding
 from core.optim import OptimConfig, build_optimizer, clip_gradients, lr_factor, set_lr
@@ -117,6 +118,8 @@ class Training:
                 f"The corpus has token id {int(ids.max())}, outside the model's vocab of {self.model_cfg.vocab_size}."
             )
         self.device = resolve_device(self.train_cfg.device)
+        if self.device.type == "cpu":
+            reuse_freed_host_memory()  # the step's large temporaries: no fresh pages every step
         self.batches = Batches(ids, self.data_cfg)
         self.model = build_model(self.model_cfg, self.init_cfg, self.device)
         self.optimizer = build_optimizer(self.model, self.optim_cfg)

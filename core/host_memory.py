@@ -1,0 +1,56 @@
+"""Keep freed host memory for reuse, so a CPU step's large temporaries cost no page faults.
+
+A Flannel step on a CPU allocates and frees ~1 GB of large tensors (the (B*T, 10,000)
+logits in bf16 and float32, log-softmax, its gradient, ...). glibc serves every block
+over 32 MB with a fresh mmap and unmaps it on free, so each step touches ~250,000 new
+pages: measured on a 2-core AVX2 machine, 0.7 s of system time per step with
+`matmul = "fp32"` (1.08 s/step -> 0.76 s/step without it). `reuse_freed_host_memory()`
+tells glibc to serve large blocks from its heap and not to trim the heap, so the second
+step reuses the first one's pages. Process-wide and one-way; no effect on any value
+computed. Costs resident memory: a Flannel run holds ~1.8 GB instead of ~1.0 GB.
+Elsewhere than glibc (macOS, musl) it does nothing and says so; so does the environment
+variable DEAD_TOKEN_HARNESS_HOST_MEMORY=system (where resident memory matters more).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import sys
+
+log = logging.getLogger(__name__)
+
+_M_TRIM_THRESHOLD = -1  # glibc malloc.h
+_M_MMAP_MAX = -4
+_KEEP_BYTES = 1 << 30  # freed memory at the top of the heap stays mapped up to this
+
+_applied: bool | None = None  # None: not asked yet
+OPT_OUT_ENV = "DEAD_TOKEN_HARNESS_HOST_MEMORY"  # "system": leave glibc's defaults alone
+
+
+def reuse_freed_host_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse (idempotent). True if it is now in effect."""
+    global _applied
+    if _applied is not None:
+        return _applied
+    _applied = False
+    if os.environ.get(OPT_OUT_ENV) == "system":
+        log.info("%s=system: large temporaries are mapped and unmapped every step", OPT_OUT_ENV)
+    elif sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            mallopt = libc.mallopt
+        except (OSError, AttributeError):
+            mallopt = None
+        if mallopt is not None:
+            _applied = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES))
+    if not _applied:
+        log.debug("host memory reuse not available here (no glibc mallopt): large temporaries are mapped per step")
+    return _applied
+
+
+def host_memory_reuse() -> bool:
+    """Whether `reuse_freed_host_memory()` is in effect in this process."""
+    return bool(_applied)
