@@ -46,7 +46,7 @@ def scenarios(session: nox.Session) -> None:
 
     Long: the seed scenarios are minutes on a GPU and hours on a 2-core CPU. Pass pytest
     args after --, e.g. `nox -s scenarios -- -k flannel_7 --device cuda`; on a CPU,
-    `-- --set train.matmul=fp32` (float32 GEMMs, opt-in, not bit-identical) is ~9x faster.
+    `-- --set train.matmul=fp32` (float32 GEMMs, opt-in, not bit-identical) is ~7x faster.
     """
     install_project(session)
     session.run("python", "-m", "pytest", "scenarios", "--scale", "full", "--runs-dir", "runs", "--report", "-p",
