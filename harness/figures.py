@@ -15,7 +15,7 @@ STYLES = {"E": "--", "W": "-"}
 
 
 def _figure(title: str, rows: int = 1) -> tuple[Figure, list]:
-    fig = Figure(figsize=(8, 3.2 * rows), layout="constrained")
+    fig = Figure(figsize=(8, max(3.2 * rows, 4.4)), layout="constrained")  # a lone panel: room for its y label
     axes = [fig.add_subplot(rows, 1, i + 1) for i in range(rows)]
     fig.suptitle(title)
     return fig, axes

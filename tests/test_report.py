@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from harness.analysis import analyse
 from harness.cli import main
@@ -45,6 +46,13 @@ def test_every_figure_has_a_title_labelled_axes_and_data(runs, name, extra):
             expected = {"W dead", "W live"} | ({"E dead", "E live"} if name == "tiny_untied" else set())
             assert expected <= labels, f"{stem}: {labels}"
             assert all(len(line.get_xdata()) == 7 for line in fig.axes[0].lines)  # 7 frames: steps 0..6
+        FigureCanvasAgg(fig).draw()  # lay out as savefig would: every label must fit inside the figure
+        inside = fig.bbox.expanded(1.001, 1.001)
+        for ax in fig.axes:
+            for label in (ax.xaxis.label, ax.yaxis.label):
+                box = label.get_window_extent()
+                assert inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1), \
+                    f"{stem}: axis label {label.get_text()!r} is cut off"
 
 
 def test_report_command_writes_figures_json_and_markdown(runs, tmp_path, capsys):
