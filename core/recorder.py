@@ -10,7 +10,8 @@ File layout (format 1), one file per run:
   /loss       (n_frames,) float32: the step's loss (NaN in frame 0)
   /lr         (n_frames,) float64: the LR the step used (NaN in frame 0)
   /grad_norm  (n_frames,) float32: pre-clip global grad norm (NaN in frame 0)
-  /tokens/dead_mask (vocab,) bool, /tokens/counts (vocab,) int64, /tokens/strings (vocab,) str
+  /tokens/dead_mask (vocab,) bool, /tokens/counts (vocab,) int64, /tokens/strings (vocab,) str,
+  /tokens/input_counts, /tokens/first_input_step (vocab,) int64 (when the run's batches are known)
   attributes: format_version, frames_complete, record_every, tied, vocab_size, dim,
         tensors, compression, keyframe_every, plus the caller's metadata (dicts and
         lists as JSON strings).
@@ -122,6 +123,8 @@ class TokenTables:
     dead_mask: np.ndarray  # (vocab,) bool
     counts: np.ndarray  # (vocab,) int64
     strings: list[str]  # (vocab,)
+    input_counts: np.ndarray | None = None  # (vocab,) int64: input positions over the run's batches
+    first_input_step: np.ndarray | None = None  # (vocab,) int64: first step with the token as input; -1 never
 
 
 @dataclass
@@ -327,6 +330,12 @@ class TrajectoryWriter:
             f.create_dataset("tokens/dead_mask", data=np.asarray(tokens.dead_mask, dtype=bool))
             f.create_dataset("tokens/counts", data=np.asarray(tokens.counts, dtype=np.int64))
             f.create_dataset("tokens/strings", data=tokens.strings, dtype=h5py.string_dtype("utf-8"))
+            for name in ("input_counts", "first_input_step"):
+                table = getattr(tokens, name)
+                if table is not None:
+                    if len(table) != self.vocab:
+                        raise ValueError(f"Token table {name} must have {self.vocab} entries (the vocab size).")
+                    f.create_dataset(f"tokens/{name}", data=np.asarray(table, dtype=np.int64))
         attrs = {
             "format_version": FORMAT_VERSION,
             "record_every": self.config.every,

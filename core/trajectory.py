@@ -212,6 +212,21 @@ class Trajectory:
         return self._tokens("counts")
 
     @property
+    def input_counts(self) -> np.ndarray:
+        """(vocab,) input positions holding each token over the run's planned batches."""
+        return self._tokens("input_counts")
+
+    @property
+    def first_input_step(self) -> np.ndarray:
+        """(vocab,) the first optimizer step whose batch holds the token as an input; -1 never."""
+        return self._tokens("first_input_step")
+
+    @property
+    def never_input(self) -> np.ndarray:
+        """Ids of tokens no batch of the run feeds in (the dead ones, and live ones never drawn)."""
+        return np.flatnonzero(self.first_input_step < 0)
+
+    @property
     def strings(self) -> list[str]:
         return [s.decode() if isinstance(s, bytes) else s for s in self._tokens("strings")]
 

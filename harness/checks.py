@@ -6,7 +6,8 @@ table may set; anything else is an error naming the file, the expectation and th
 allowed arguments. Checks read the file, never the live model, so a passing check also
 proves the file is right; they stream frames, so a 7.7 GB file is fine.
 
-Token sets: "dead" (never in the training corpus), "live", "all", or a list of ids.
+Token sets: "dead" (never in the training corpus), "live", "all", "never_input" (no batch of
+the run feeds the token in: the dead ones and live ones the run never draws), or a list of ids.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from core.trajectory import Trajectory
 log = logging.getLogger(__name__)
 
 TokenSet = typing.Union[str, list[int]]
-TOKEN_SET_NAMES = ("dead", "live", "all")
+TOKEN_SET_NAMES = ("dead", "live", "all", "never_input")
 STREAM_FRAMES = 32  # frames read at a time: 32 x 10,000 x 64 x 2 bytes = 41 MB
 SHOW = 10  # how many offending tokens / steps a failure names
 
@@ -180,6 +181,8 @@ def token_ids(traj: Trajectory, tokens: TokenSet) -> np.ndarray:
         return traj.live
     if tokens == "all":
         return np.arange(traj["W"].shape[1] if "W" in traj else traj.meta["vocab_size"])
+    if tokens == "never_input":
+        return traj.never_input
     return np.asarray(tokens, dtype=np.int64)
 
 

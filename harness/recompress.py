@@ -35,7 +35,9 @@ def recompress(src: Path, dst: Path, compression: str, keyframe_every: int = 64,
         config = RecordConfig(tensors=tensors, every=int(meta["record_every"]), compression=compression,
                               keyframe_every=keyframe_every)
         names = stored_tensors(tensors, traj.tied)
-        tokens = (TokenTables(traj.dead_mask, traj.counts, traj.strings)
+        tokens = (TokenTables(traj.dead_mask, traj.counts, traj.strings,
+                              *(traj.file[f"tokens/{n}"][:] if f"tokens/{n}" in traj.file else None
+                                for n in ("input_counts", "first_input_step")))
                   if "tokens/dead_mask" in traj.file else None)
         copied = {k: v for k, v in traj.file.attrs.items() if k not in WRITER_ATTRS}
         copied["recompressed_from"] = str(src)

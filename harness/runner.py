@@ -145,7 +145,6 @@ def run_scenario(
         "corpus_fingerprint": data.corpus_fingerprint,
         "steps_planned": scenario.train.steps,
     }
-    tokens = TokenTables(data.dead_mask, data.counts, data.strings)
     steps = min(stop_after or scenario.train.steps, scenario.train.steps)
     ckpt = checkpoint_path(path)
     context = run_context(scenario.resolved(), data.corpus_fingerprint, data.tokenizer_fingerprint,
@@ -155,6 +154,9 @@ def run_scenario(
     else:
         if not overwrite:
             refuse_to_overwrite(path)
+        # Over the planned steps (a run stopped early still names the batches its plan draws).
+        usage = training.batches.input_usage(scenario.train.steps, scenario.model.vocab_size)
+        tokens = TokenTables(data.dead_mask, data.counts, data.strings, *usage)
         writer = TrajectoryWriter(
             path, vocab_size=scenario.model.vocab_size, dim=scenario.model.n_embd, tied=scenario.model.tied,
             config=scenario.record, metadata=metadata, tokens=tokens,

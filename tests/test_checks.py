@@ -184,3 +184,25 @@ def test_plugin_set_overrides_every_scenario_and_rejects_unknown_keys(pytester, 
     assert bad.ret != 0
     bad.stdout.fnmatch_lines(["*ERROR collecting*scenarios/tiny.toml*",
                               "--set train.stepz=2: unknown key train.stepz. Allowed in [[]train[]]: steps*"])
+
+
+def test_e_rows_stay_put_until_the_first_batch_that_feeds_the_token_in(untied_run):
+    """The run's recorded input tables against its recorded E: an untied run without weight
+    decay moves a row of E only from the step whose batch first holds the token as input."""
+    scenario, path = untied_run
+    with Trajectory(path) as traj:
+        first, counts = traj.first_input_step, traj.input_counts
+        assert first.shape == counts.shape == (scenario.model.vocab_size,)
+        assert ((first > 0) == (counts > 0)).all() and set(traj.dead) <= set(traj.never_input)
+        assert 0 < len(traj.never_input) < scenario.model.vocab_size
+        e = traj["E"][:].view(torch.int16).numpy()  # (frames, V, D): the raw bf16 bits
+        steps = traj["step"][:]
+        for frame, step in enumerate(steps):
+            unfed = (first < 0) | (first > step)  # no batch up to this step held the token as input
+            assert (e[frame][unfed] == e[0][unfed]).all(), f"a row of E moved before its token was an input (step {step})"
+        assert list(steps) == list(range(len(steps)))  # a frame per step
+        fed = np.flatnonzero(first > 0)
+        moved_at_first_step = (e[first[fed], fed] != e[0][fed]).any(axis=-1)  # row of each fed token at its first step
+        assert moved_at_first_step.mean() > 0.9, "rows of E do not move at the step that first feeds their token"
+    assert verdict(scenario, path, "zero_displacement", tensor="E", tokens="never_input").passed
+    assert not verdict(scenario, path, "zero_displacement", tensor="W", tokens="never_input").passed

@@ -71,3 +71,20 @@ def test_bad_data_is_a_clear_error(kwargs, message):
 def test_corpus_of_exactly_one_window_works():
     w = Windows(torch.arange(129), seq_len=128, target_offset=2)
     assert len(w) == 1
+
+
+def test_input_usage_counts_the_inputs_of_exactly_the_run_batches():
+    ids = torch.tensor([5, 1, 2, 3, 1, 2, 9, 4, 0, 1, 2, 7])  # token 6 and 8 never occur
+    batches = Batches(ids, DataConfig(seq_len=3, batch_size=2, target_offset=1, seed=0))
+    steps, vocab = 4, 10
+    counts, first = batches.input_usage(steps, vocab)
+    want_counts, want_first = torch.zeros(vocab, dtype=torch.long), torch.full((vocab,), -1)
+    for step in range(steps):
+        inputs, targets = batches[step]
+        want_counts += torch.bincount(inputs.flatten(), minlength=vocab)
+        for token in inputs.flatten().tolist():
+            if want_first[token] < 0:
+                want_first[token] = step + 1
+    assert counts.tolist() == want_counts.tolist() and first.tolist() == want_first.tolist()
+    assert counts.sum() == steps * 2 * 3 and first[6] == first[8] == -1
+    assert first[7] == -1  # the corpus's last token is only ever a target, never an input
