@@ -62,6 +62,10 @@ class Windows:
     def __len__(self) -> int:
         return self.ids.numel() - self.seq_len
 
+    def inputs(self, starts: torch.Tensor) -> torch.Tensor:
+        """inputs (B, T) of the windows beginning at `starts` (B,)."""
+        return self.ids[starts[:, None] + self._positions]
+
     def gather(self, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """inputs (B, T) and targets (B, T) for the windows beginning at `starts` (B,)."""
         index = starts[:, None] + self._positions  # (B, T)
@@ -131,7 +135,7 @@ class Batches:
         never = steps + 1
         first = torch.full((vocab_size,), never, dtype=torch.long)
         for lo in range(0, steps, 256):  # 256 steps of inputs at a time: (256 * B * T,) ids
-            block = [self[step][0].flatten() for step in range(lo, min(lo + 256, steps))]
+            block = [self.windows.inputs(self.order.starts(step)).flatten() for step in range(lo, min(lo + 256, steps))]
             inputs = torch.cat(block)
             step_of = torch.repeat_interleave(torch.arange(lo + 1, lo + 1 + len(block)),  # 1-based steps
                                               torch.tensor([b.numel() for b in block]))

@@ -41,7 +41,7 @@ import queue
 import shutil
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -325,17 +325,14 @@ class TrajectoryWriter:
         for name, dtype in SCALARS.items():
             f.create_dataset(name, shape=(0,), maxshape=(None,), chunks=(4096,), dtype=dtype)
         if tokens is not None:
-            if len(tokens.dead_mask) != self.vocab or len(tokens.counts) != self.vocab or len(tokens.strings) != self.vocab:
-                raise ValueError(f"Token tables must have {self.vocab} entries (the vocab size).")
+            tables = {t.name: getattr(tokens, t.name) for t in fields(tokens) if getattr(tokens, t.name) is not None}
+            for name, table in tables.items():
+                if len(table) != self.vocab:
+                    raise ValueError(f"Token table {name} must have {self.vocab} entries (the vocab size).")
             f.create_dataset("tokens/dead_mask", data=np.asarray(tokens.dead_mask, dtype=bool))
-            f.create_dataset("tokens/counts", data=np.asarray(tokens.counts, dtype=np.int64))
             f.create_dataset("tokens/strings", data=tokens.strings, dtype=h5py.string_dtype("utf-8"))
-            for name in ("input_counts", "first_input_step"):
-                table = getattr(tokens, name)
-                if table is not None:
-                    if len(table) != self.vocab:
-                        raise ValueError(f"Token table {name} must have {self.vocab} entries (the vocab size).")
-                    f.create_dataset(f"tokens/{name}", data=np.asarray(table, dtype=np.int64))
+            for name in tables.keys() - {"dead_mask", "strings"}:  # counts, input_counts, first_input_step
+                f.create_dataset(f"tokens/{name}", data=np.asarray(tables[name], dtype=np.int64))
         attrs = {
             "format_version": FORMAT_VERSION,
             "record_every": self.config.every,
