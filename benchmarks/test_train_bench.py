@@ -10,7 +10,9 @@ reports steps/s in `extra_info`; printed ratios (with -s):
   ran it (harness.seed_trainer), W kept in RAM every step as the notebooks did;
 - "fp32 / bf16 logits_matmul": the opt-in float32-accumulated LM head (not bit-identical,
   tests/test_lm_head.py states the difference) against the default; "fp32-gemms / bf16":
-  the opt-in `matmul = "fp32"`, every GEMM of the step in float32 (core/gemm.py).
+  the opt-in `matmul = "fp32"`, every GEMM of the step in float32 (core/gemm.py);
+  "bf16-graph / bf16" (CUDA only): `train.cuda_graph`, forward and backward replayed as one
+  CUDA graph (core/step_graph.py).
 """
 
 from __future__ import annotations
@@ -90,8 +92,10 @@ def test_seeds_method_steps_per_second(benchmark, tmp_path, device, tied):
     assert [len(r.frames) for r in recorders] == [n] * (ROUNDS + WARMUP_ROUNDS)
 
 
-# The step's numerics: (train.logits_matmul, train.matmul), by the id the benchmark has carried.
-NUMERICS = {"bf16": ("bf16", "bf16"), "fp32": ("fp32", "bf16"), "fp32-gemms": ("bf16", "fp32")}
+# The step's numerics: (train.logits_matmul, train.matmul), by the id the benchmark has carried;
+# "bf16-graph": the default numerics with train.cuda_graph (CUDA only; bit-identical to "bf16" there).
+NUMERICS = {"bf16": ("bf16", "bf16"), "fp32": ("fp32", "bf16"), "fp32-gemms": ("bf16", "fp32"),
+            "bf16-graph": ("bf16", "bf16")}
 
 
 @pytest.mark.parametrize("logits_matmul", list(NUMERICS))
@@ -100,8 +104,12 @@ NUMERICS = {"bf16": ("bf16", "bf16"), "fp32": ("fp32", "bf16"), "fp32-gemms": ("
 @pytest.mark.parametrize("device", available_devices())
 def test_train_steps_per_second(benchmark, bench_dir, device, tied, recording, logits_matmul):
     head, matmul = NUMERICS[logits_matmul]
+    cuda_graph = logits_matmul.endswith("-graph")
+    if cuda_graph and torch.device(device).type != "cuda":
+        pytest.skip("CUDA graphs need a CUDA device")
     training = Training(corpus_ids(), ModelConfig(tied=tied), data_cfg=DataConfig(),
-                        train_cfg=TrainConfig(steps=10**6, device=device, logits_matmul=head, matmul=matmul))
+                        train_cfg=TrainConfig(steps=10**6, device=device, logits_matmul=head, matmul=matmul,
+                                              cuda_graph=cuda_graph))
     writer = None
     if recording != "off":
         writer = TrajectoryWriter(bench_dir / f"bench-{device}-{tied}.h5", vocab_size=10_000, dim=64, tied=tied,
@@ -119,7 +127,8 @@ def test_train_steps_per_second(benchmark, bench_dir, device, tied, recording, l
         synchronize(training.device)
 
     benchmark.group = f"train-step-{device}-{'tied' if tied else 'untied'}"
-    benchmark.extra_info.update(shape_info(device, tied, n), recording=recording, logits_matmul=head, matmul=matmul)
+    benchmark.extra_info.update(shape_info(device, tied, n), recording=recording, logits_matmul=head, matmul=matmul,
+                                cuda_graph=cuda_graph)
     benchmark.pedantic(run_steps, rounds=ROUNDS, warmup_rounds=WARMUP_ROUNDS, iterations=1)
     if writer is not None:
         writer.close()

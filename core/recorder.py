@@ -26,7 +26,8 @@ exact. The file is in SWMR mode while written: readers may watch a live run.
 appends after them (a resumed run, core/checkpoint.py).
 
 Speed: the training thread only copies tensors into a bounded pool of host buffers
-(pinned, non-blocking on CUDA) and returns; a background thread writes and flushes.
+and returns (on CUDA: a device snapshot, then pinned non-blocking copies on a side
+stream); a background thread writes and flushes.
 When the pool is empty the training thread waits (backpressure): memory stays flat
 however long the run.
 """
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 PARAM_TENSORS = ("E", "W", "grad_E", "grad_W", "exp_avg_E", "exp_avg_W", "exp_avg_sq_E", "exp_avg_sq_W")
 SCALARS = {"step": np.int64, "loss": np.float32, "lr": np.float64, "grad_norm": np.float32}
+DEVICE_SCALARS = ("loss", "grad_norm")  # scalars a step hands over as 0-d device tensors
 RECORDABLE = PARAM_TENSORS + ("logits",) + tuple(SCALARS)
 
 
@@ -131,7 +133,10 @@ class TokenTables:
 class _Slot:
     """One frame's host buffers, reused round-robin."""
 
-    buffers: dict[str, torch.Tensor]
+    buffers: dict[str, torch.Tensor]  # host: what the writer thread writes
+    staging: dict[str, torch.Tensor] = field(default_factory=dict)  # CUDA: device snapshots of the frame
+    scalar_staging: torch.Tensor | None = None  # CUDA: (2,) float32 loss, grad_norm on the device
+    scalar_host: torch.Tensor | None = None  # CUDA: (2,) float32 pinned, their host copies
     ready: torch.cuda.Event | None = None
     step: int = 0
     scalars: dict[str, float | torch.Tensor] = field(default_factory=dict)
@@ -271,10 +276,16 @@ class TrajectoryWriter:
         self.bytes_written = 0
         self._error: BaseException | None = None
         self._closed = False
-        pinned = self.device.type == "cuda"
+        cuda = self.device.type == "cuda"
+        self._copy_stream = torch.cuda.Stream(self.device) if cuda else None
         self._free: queue.Queue[_Slot] = queue.Queue()
         for _ in range(self.config.queue_frames):
-            self._free.put(_Slot(self._host_buffers(pinned)))
+            slot = _Slot(self._host_buffers(pinned=cuda))
+            if cuda:
+                slot.staging = {n: torch.empty_like(b, device=self.device) for n, b in slot.buffers.items()}
+                slot.scalar_staging = torch.empty(len(DEVICE_SCALARS), dtype=torch.float32, device=self.device)
+                slot.scalar_host = torch.empty(len(DEVICE_SCALARS), dtype=torch.float32, pin_memory=True)
+            self._free.put(slot)
         self._todo: queue.Queue[_Slot | _Sync | None] = queue.Queue()
         self._thread = threading.Thread(target=self._write_loop, name=f"recorder:{self.path.name}", daemon=True)
         self._thread.start()
@@ -381,22 +392,43 @@ class TrajectoryWriter:
         missing = [n for n in self.names if n not in tensors]
         if missing:
             raise KeyError(f"Frame for step {step} lacks {', '.join(missing)}.")
-        slot = self._take_slot()
-        non_blocking = self.device.type == "cuda"  # MPS: blocking copies (non_blocking reads can be stale)
         for name in self.names:
-            src = tensors[name].detach()
-            if src.dtype != torch.bfloat16:
-                raise TypeError(f"{name} must be bfloat16, got {src.dtype}.")
-            if src.device.type == "cpu":  # numpy: one thread, no OpenMP workers spinning against the writer
-                np.copyto(to_bits(slot.buffers[name]), to_bits(src))
-            else:
-                slot.buffers[name].copy_(src, non_blocking=non_blocking)
-        if non_blocking:
-            slot.ready = torch.cuda.Event()
-            slot.ready.record()
+            if tensors[name].dtype != torch.bfloat16:
+                raise TypeError(f"{name} must be bfloat16, got {tensors[name].dtype}.")
+        slot = self._take_slot()
         slot.step = step
         slot.scalars = {k: scalars.get(k, float("nan")) for k in ("loss", "lr", "grad_norm")}
+        if self._copy_stream is not None:
+            self._copy_through_side_stream(slot, tensors)
+        else:
+            for name in self.names:
+                src = tensors[name].detach()
+                if src.device.type == "cpu":  # numpy: one thread, no OpenMP workers spinning against the writer
+                    np.copyto(to_bits(slot.buffers[name]), to_bits(src))
+                else:  # MPS: a blocking copy (non_blocking reads can be stale)
+                    slot.buffers[name].copy_(src)
         self._todo.put(slot)
+
+    def _copy_through_side_stream(self, slot: _Slot, tensors: dict[str, torch.Tensor]) -> None:
+        """CUDA: snapshot the frame with device copies on the training stream (microseconds),
+        then copy the snapshot to pinned host memory on the recorder's own stream. The
+        training stream never waits for the host copies, and may overwrite the tensors at
+        once; the writer thread waits for them (slot.ready) before writing. The 0-d device
+        scalars (loss, grad_norm) travel the same way instead of costing a sync each."""
+        for name in self.names:
+            slot.staging[name].copy_(tensors[name].detach())
+        for i, key in enumerate(DEVICE_SCALARS):
+            value = slot.scalars[key]
+            if isinstance(value, torch.Tensor) and value.device.type != "cpu":
+                slot.scalar_staging[i].copy_(value)
+                slot.scalars[key] = slot.scalar_host[i]  # read by the writer thread once slot.ready
+        self._copy_stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(self._copy_stream):
+            for name in self.names:
+                slot.buffers[name].copy_(slot.staging[name], non_blocking=True)
+            slot.scalar_host.copy_(slot.scalar_staging, non_blocking=True)
+            slot.ready = torch.cuda.Event()
+            slot.ready.record(self._copy_stream)
 
     def sync(self, fsync: bool = False) -> int:
         """Block until every queued frame is written and flushed (and fsynced, if asked);

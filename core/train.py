@@ -8,6 +8,7 @@ Step k (1-based), exactly as transformers' Trainer(bf16=True, optim="adamw_torch
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 
@@ -22,6 +23,7 @@ from core.host_memory import reuse_freed_host_memory
 from core.lm_head import lm_logits
 from core.model import InitConfig, ModelConfig, build_model, embedding, is_tied, unembedding
 from core.optim import OptimConfig, build_optimizer, clip_gradients, lr_factor, set_lr
+from core.step_graph import CudaStepGraph
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,7 @@ class TrainConfig:
     device: str = "auto"  # auto = cuda > mps > cpu
     logits_matmul: str = "bf16"  # bf16 = the Trainer's step (bit-identical); fp32 = faster on AVX2 CPUs (core/lm_head.py)
     matmul: str = "bf16"  # bf16 = the Trainer's kernels; fp32 = every GEMM, head included, in float32 (core/gemm.py)
+    cuda_graph: bool = False  # on CUDA: forward + backward replayed as one CUDA graph (core/step_graph.py); else ignored
 
 
 @dataclass
@@ -57,6 +60,53 @@ def causal_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     )
 
 
+@dataclass
+class Backward:
+    """What a step has computed when the optimizer takes over (tensors on the device)."""
+
+    loss: torch.Tensor  # () float32
+    grad_norm: torch.Tensor  # () pre-clip global grad norm
+    grads: dict[str, torch.Tensor]  # pre-clip "grad_E"/"grad_W" copies, (V, D) bf16
+    logits_row: torch.Tensor | None  # (V,) bf16: sequence 0, last position
+
+
+def forward_backward(
+    model: torch.nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    max_grad_norm: float,
+    capture_grads: tuple[str, ...] = (),
+    capture_logits: bool = False,
+    logits_matmul: str = "bf16",
+    matmul: str = "bf16",
+    autocast_cache: bool = True,
+) -> Backward:
+    """A step up to the optimizer: forward, loss, backward, gradient copies, clipping.
+
+    inputs, targets: (B, T) int64 on the model's device. Leaves the clipped gradients in
+    the parameters' .grad. Asks nothing of the host (no .item(), no shape that depends on
+    values), so a CUDA graph can capture it (core/step_graph.py).
+    """
+    with gemm_mode(matmul, inputs.device):  # forward and backward
+        with torch.autocast(device_type=inputs.device.type, dtype=torch.bfloat16, cache_enabled=autocast_cache):
+            logits = lm_logits(model, inputs, logits_matmul)  # (B, T, V) bf16
+            loss = causal_lm_loss(logits, targets)
+        loss.backward()
+    grads = {}
+    for name in capture_grads:  # the notebooks recorded gradients before clipping
+        param = embedding(model) if name == "grad_E" else unembedding(model)
+        grads[name] = param.grad.detach().clone()
+    logits_row = logits[0, -1].detach().clone() if capture_logits else None
+    grad_norm = clip_gradients(model, max_grad_norm)
+    return Backward(loss.detach(), grad_norm.detach(), grads, logits_row)
+
+
+def update(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """The AdamW step on the clipped gradients, at `lr`."""
+    set_lr(optimizer, lr)
+    optimizer.step()
+
+
 def train_step(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -71,22 +121,10 @@ def train_step(
     matmul: str = "bf16",
 ) -> StepResult:
     """One optimizer step on a batch. inputs, targets: (B, T) int64 on the model's device."""
-    device_type = inputs.device.type
-    with gemm_mode(matmul, inputs.device):  # forward and backward
-        with torch.autocast(device_type=device_type, dtype=torch.bfloat16):
-            logits = lm_logits(model, inputs, logits_matmul)  # (B, T, V) bf16
-            loss = causal_lm_loss(logits, targets)
-        loss.backward()
-    grads = {}
-    for name in capture_grads:  # the notebooks recorded gradients before clipping
-        param = embedding(model) if name == "grad_E" else unembedding(model)
-        grads[name] = param.grad.detach().clone()
-    logits_row = logits[0, -1].detach().clone() if capture_logits else None
-    grad_norm = clip_gradients(model, max_grad_norm)
-    set_lr(optimizer, lr)
-    optimizer.step()
+    out = forward_backward(model, inputs, targets, max_grad_norm, capture_grads, capture_logits, logits_matmul, matmul)
+    update(optimizer, lr)
     optimizer.zero_grad(set_to_none=True)
-    return StepResult(step, loss.detach(), grad_norm.detach(), lr, grads, logits_row)
+    return StepResult(step, out.loss, out.grad_norm, lr, out.grads, out.logits_row)
 
 
 class Training:
@@ -125,6 +163,10 @@ class Training:
         self.optimizer = build_optimizer(self.model, self.optim_cfg)
         self.steps_done = 0
         self.last: StepResult | None = None
+        self._graph: CudaStepGraph | None = None  # captured at the first step, when train.cuda_graph on CUDA
+        if self.train_cfg.cuda_graph and self.device.type != "cuda":
+            log.warning("train.cuda_graph is ignored on %s: CUDA graphs need a CUDA device; the step runs eagerly.",
+                        self.device)
 
     @property
     def tied(self) -> bool:
@@ -141,22 +183,35 @@ class Training:
         inputs, targets = self.batches[self.steps_done]
         inputs = inputs.to(self.device, non_blocking=True)
         targets = targets.to(self.device, non_blocking=True)
-        result = train_step(
-            self.model,
-            self.optimizer,
-            inputs,
-            targets,
-            self.lr_at(self.steps_done),
-            self.optim_cfg.max_grad_norm,
-            self.steps_done + 1,
-            capture_grads,
-            capture_logits,
-            self.train_cfg.logits_matmul,
-            self.train_cfg.matmul,
-        )
+        step, lr = self.steps_done + 1, self.lr_at(self.steps_done)
+        if self.train_cfg.cuda_graph and self.device.type == "cuda":
+            result = self._graph_step(inputs, targets, lr, step, capture_grads, capture_logits)
+        else:
+            result = train_step(self.model, self.optimizer, inputs, targets, lr, self.optim_cfg.max_grad_norm, step,
+                                capture_grads, capture_logits, self.train_cfg.logits_matmul, self.train_cfg.matmul)
         self.steps_done += 1
         self.last = result
         return result
+
+    def _graph_step(self, inputs: torch.Tensor, targets: torch.Tensor, lr: float, step: int,
+                    capture_grads: tuple[str, ...], capture_logits: bool) -> StepResult:
+        """The step with its forward and backward replayed from a CUDA graph, then the eager update."""
+        cfg = self.train_cfg
+        if self._graph is None:
+            body = functools.partial(forward_backward, self.model, max_grad_norm=self.optim_cfg.max_grad_norm,
+                                     capture_grads=("grad_E", "grad_W"), capture_logits=True,
+                                     logits_matmul=cfg.logits_matmul, matmul=cfg.matmul, autocast_cache=False)
+            self._graph = CudaStepGraph(body, list(self.model.parameters()), inputs, targets)
+        if not self._graph.fits(inputs, targets):  # a short last batch of an epoch: this step runs eagerly
+            self.optimizer.zero_grad(set_to_none=True)
+            return train_step(self.model, self.optimizer, inputs, targets, lr, self.optim_cfg.max_grad_norm, step,
+                              capture_grads, capture_logits, cfg.logits_matmul, cfg.matmul)
+        out: Backward = self._graph.replay(inputs, targets)
+        update(self.optimizer, lr)
+        # Copies: the next replay overwrites the graph's outputs, and the recorder reads these later.
+        grads = {name: out.grads[name].clone() for name in capture_grads}
+        logits_row = out.logits_row.clone() if capture_logits else None
+        return StepResult(step, out.loss.clone(), out.grad_norm.clone(), lr, grads, logits_row)
 
     def tensor(self, name: str) -> torch.Tensor:
         """A parameter-shaped tensor by its trajectory name, (V, D) bf16 on the device.

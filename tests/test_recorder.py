@@ -29,26 +29,27 @@ ALL = list(PARAM_TENSORS) + ["logits", "loss"]
 CHILD = Path(__file__).with_name("record_child.py")
 
 
-def small_training(random_ids, tied, steps) -> Training:
+def small_training(random_ids, tied, steps, device="cpu", **train) -> Training:
     return Training(
         random_ids,
         ModelConfig(vocab_size=V, tied=tied),
         data_cfg=DataConfig(seq_len=32, batch_size=4),
-        train_cfg=TrainConfig(steps=steps, device="cpu"),
+        train_cfg=TrainConfig(steps=steps, device=device, **train),
     )
 
 
-def expected_frames(random_ids, tied, steps, every, names):
+def expected_frames(random_ids, tied, steps, every, names, **train):
     """Frames recomputed by a second, identical training run, tensors cloned in memory."""
-    training = small_training(random_ids, tied, steps)
+    training = small_training(random_ids, tied, steps, **train)
     frames = {0: frame_tensors(training, names, None)}
     frames[0] = {k: v.clone() for k, v in frames[0].items()}
     capture = tuple(n for n in names if n.startswith("grad_"))
     for step in range(1, steps + 1):
         result = training.step(capture_grads=capture, capture_logits=True)
         if step % every == 0 or step == steps:
-            frames[step] = {k: v.clone() for k, v in frame_tensors(training, names, result).items()}
+            frames[step] = {k: v.to("cpu", copy=True) for k, v in frame_tensors(training, names, result).items()}
             frames[step]["loss"] = result.loss.item()
+            frames[step]["grad_norm"] = result.grad_norm.item()
     return frames
 
 
@@ -86,6 +87,28 @@ def test_round_trip_every_tensor_kind(tmp_path, random_ids, tied, every, compres
         assert traj.strings[-1] == "สวัสดี"
         assert set(traj.dead.tolist()) == set(range(700, V))
         assert traj.meta["closed_cleanly"] is True
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("cuda_graph", [False, True], ids=["eager", "graph"])
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+def test_cuda_frames_through_the_side_stream_are_exact(tmp_path, random_ids, tied, cuda_graph):
+    """Device snapshots + pinned copies on the recorder's stream: every frame as a
+    synchronous .cpu() of the same run sees it, with two host buffers recycled many times."""
+    steps, path = 9, tmp_path / "cuda.h5"
+    config = RecordConfig(tensors=ALL, queue_frames=2)
+    training = small_training(random_ids, tied, steps, device="cuda", cuda_graph=cuda_graph)
+    with TrajectoryWriter(path, vocab_size=V, dim=D, tied=tied, config=config, device=training.device) as w:
+        train_and_record(training, w)
+        names = w.names
+    expected = expected_frames(random_ids, tied, steps, 1, names, device="cuda", cuda_graph=cuda_graph)
+    with Trajectory(path) as traj:
+        assert traj.steps.tolist() == list(range(steps + 1))
+        for step in range(1, steps + 1):
+            for name in names:
+                assert torch.equal(traj[name][step], expected[step][name]), f"{name} step {step}"
+            assert traj["loss"][step] == np.float32(expected[step]["loss"])
+            assert traj["grad_norm"][step] == np.float32(expected[step]["grad_norm"])
 
 
 def test_tied_run_stores_the_shared_matrix_once(tmp_path, random_ids):
