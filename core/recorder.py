@@ -53,6 +53,7 @@ import torch
 from core.bf16 import hdf5_bfloat16, to_bits
 from core.encoding import COMPRESSIONS, DeltaEncoder, dataset_path, is_delta_coded, read_decoded, set_filters
 from core.h5clear import clear_status_flags
+from core.token_tables import TokenTables
 
 log = logging.getLogger(__name__)
 
@@ -118,15 +119,6 @@ def environment() -> dict[str, str]:
         "h5py": h5py.__version__,
         "hdf5": h5py.version.hdf5_version,
     }
-
-
-@dataclass
-class TokenTables:
-    dead_mask: np.ndarray  # (vocab,) bool
-    counts: np.ndarray  # (vocab,) int64
-    strings: list[str]  # (vocab,)
-    input_counts: np.ndarray | None = None  # (vocab,) int64: input positions over the run's batches
-    first_input_step: np.ndarray | None = None  # (vocab,) int64: first step with the token as input; -1 never
 
 
 @dataclass

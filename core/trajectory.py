@@ -26,6 +26,7 @@ import torch
 
 from core.bf16 import from_bits, is_hdf5_bfloat16
 from core.encoding import DELTA_GROUP, read_decoded
+from core.token_tables import OPTIONAL_TABLES, TokenTables
 from core.recorder import FORMAT_VERSION
 
 Index = int | slice | np.ndarray | list[int]
@@ -191,7 +192,8 @@ class Trajectory:
 
     def _tokens(self, name: str) -> np.ndarray:
         if f"tokens/{name}" not in self.file:
-            raise KeyError(f"{self.path} has no token table tokens/{name}.")
+            why = " (recorded before the harness stored it: run the scenario again)" if name in OPTIONAL_TABLES else ""
+            raise KeyError(f"{self.path} has no token table tokens/{name}{why}.")
         return self.file[f"tokens/{name}"][:]
 
     @property
@@ -229,6 +231,13 @@ class Trajectory:
     @property
     def strings(self) -> list[str]:
         return [s.decode() if isinstance(s, bytes) else s for s in self._tokens("strings")]
+
+    def token_tables(self) -> TokenTables | None:
+        """Every token table the file holds (None where it holds none: a file written without them)."""
+        if "tokens/dead_mask" not in self.file:
+            return None
+        optional = {n: self._tokens(n) for n in OPTIONAL_TABLES if f"tokens/{n}" in self.file}
+        return TokenTables(self.dead_mask, self.counts, self.strings, **optional)
 
     def close(self) -> None:
         self.file.close()

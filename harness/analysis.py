@@ -222,6 +222,9 @@ def analyse(path, chunk: int = DEFAULT_CHUNK, progress: bool = False) -> Analysi
         masks = {"dead": dead, "live": ~dead}
         acc = _Accumulator(n)
         per_token: dict[str, np.ndarray] = {"dead_mask": dead.numpy()}
+        tables = traj.token_tables()
+        if tables is not None and tables.first_input_step is not None:  # files from before 2026-11-23 lack it
+            per_token["never_input_mask"] = tables.first_input_step < 0
         for name in tensors:
             _analyse_tensor(traj, name, dead, acc, per_token, chunk, progress)
         if tensors == ["E", "W"]:
@@ -257,6 +260,12 @@ def summarize(a: Analysis) -> dict:
     """The findings as plain numbers (what report.json holds)."""
     out: dict = {"path": a.path, "frames": int(len(a.steps)), "last_step": int(a.steps[-1]), "tied": a.tied,
                  "dead_tokens": a.n_dead, "live_tokens": a.n_live, "tensors": {}}
+    dead = a["dead_mask"]
+    token_sets = [("dead", dead), ("live", ~dead)]
+    if "never_input_mask" in a.per_token:  # live tokens that no batch of the run feeds in (rare ones)
+        unfed = ~dead & a["never_input_mask"]
+        out["live_never_input_tokens"] = int(unfed.sum())
+        token_sets.append(("live_never_input", unfed))
     for name in a.tensors:
         t: dict = {}
         for s in SETS:
@@ -274,11 +283,11 @@ def summarize(a: Analysis) -> dict:
                 "outward_fraction_mean": float(np.nanmean(outward)) if np.isfinite(outward).any() else None,
                 "changed_fraction_last": float(a[f"{key}/changed_fraction"][-1]),
             }
-        frozen, dead = a[f"{name}/last_moved_step"], a["dead_mask"]
+        frozen = a[f"{name}/last_moved_step"]
         t["last_moved_step"] = {
             s: {"never_moved": int((frozen[m] == 0).sum()), "median": float(np.median(frozen[m])),
                 "max": int(frozen[m].max())}
-            for s, m in (("dead", dead), ("live", ~dead)) if m.any()
+            for s, m in token_sets if m.any()
         }
         if f"{name}/indicator_auroc" in a.series:
             auc = a[f"{name}/indicator_auroc"]

@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from core.encoding import COMPRESSIONS
-from core.recorder import SCALARS, RecordConfig, TokenTables, TrajectoryWriter, stored_tensors
+from core.recorder import SCALARS, RecordConfig, TrajectoryWriter, stored_tensors
 from core.trajectory import Trajectory
 
 log = logging.getLogger(__name__)
@@ -35,10 +35,7 @@ def recompress(src: Path, dst: Path, compression: str, keyframe_every: int = 64,
         config = RecordConfig(tensors=tensors, every=int(meta["record_every"]), compression=compression,
                               keyframe_every=keyframe_every)
         names = stored_tensors(tensors, traj.tied)
-        tokens = (TokenTables(traj.dead_mask, traj.counts, traj.strings,
-                              *(traj.file[f"tokens/{n}"][:] if f"tokens/{n}" in traj.file else None
-                                for n in ("input_counts", "first_input_step")))
-                  if "tokens/dead_mask" in traj.file else None)
+        tokens = traj.token_tables()
         copied = {k: v for k, v in traj.file.attrs.items() if k not in WRITER_ATTRS}
         copied["recompressed_from"] = str(src)
         n = len(traj)

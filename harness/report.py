@@ -17,6 +17,8 @@ from harness.analysis import DEFAULT_CHUNK, Analysis, analyse, summarize
 
 log = logging.getLogger(__name__)
 
+SET_LABELS = {"live_never_input": "live-but-never-input"}
+
 
 def default_report_dir(run: Path) -> Path:
     return run.parent / f"{run.stem}_report"
@@ -26,7 +28,9 @@ def markdown(summary: dict, figures: list[str]) -> str:
     lines = [f"# Report: {summary['path']}", "",
              f"{summary['frames']} frames up to step {summary['last_step']}; "
              f"{'tied' if summary['tied'] else 'untied'}; {summary['dead_tokens']:,} dead and "
-             f"{summary['live_tokens']:,} live tokens.", ""]
+             f"{summary['live_tokens']:,} live tokens"
+             + (f", {summary['live_never_input_tokens']:,} of them never an input in the run's batches"
+                if "live_never_input_tokens" in summary else "") + ".", ""]
     for name, t in summary["tensors"].items():
         lines += [f"## {name}", "", "| | dead | live |", "| --- | --- | --- |"]
         rows = [("mean displacement from step 0 (final)", "final_displacement_mean"),
@@ -43,8 +47,9 @@ def markdown(summary: dict, figures: list[str]) -> str:
                 for s in ("dead", "live") if s in t]
         lines += ["", f"Radius dips before it grows: {'; '.join(dips)}.", ""]
         for s, frozen in t["last_moved_step"].items():
-            lines.append(f"- {s}: {frozen['never_moved']:,} tokens never moved; the last move of a {s} token "
-                         f"was at step {frozen['max']} (median {frozen['median']:g}).")
+            label = SET_LABELS.get(s, s)
+            lines.append(f"- {label}: {frozen['never_moved']:,} tokens never moved; the last move of a {label} "
+                         f"token was at step {frozen['max']} (median {frozen['median']:g}).")
         if "indicator_auroc" in t:
             auc = t["indicator_auroc"]
             lines.append(f"- indicator AUROC (cosine to the mean dead row): {auc['first']:.3f} at step 0, "

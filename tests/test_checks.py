@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -206,3 +209,18 @@ def test_e_rows_stay_put_until_the_first_batch_that_feeds_the_token_in(untied_ru
         assert moved_at_first_step.mean() > 0.9, "rows of E do not move at the step that first feeds their token"
     assert verdict(scenario, path, "zero_displacement", tensor="E", tokens="never_input").passed
     assert not verdict(scenario, path, "zero_displacement", tensor="W", tokens="never_input").passed
+
+
+def test_never_input_on_a_file_without_input_tables_names_the_missing_table(untied_run, tmp_path):
+    scenario, path = untied_run
+    old = tmp_path / "old.h5"  # as files recorded before the input tables existed
+    shutil.copy(path, old)
+    with h5py.File(old, "a") as f:
+        del f["tokens/input_counts"], f["tokens/first_input_step"]
+    with Trajectory(old) as traj:
+        tables = traj.token_tables()
+        assert tables.input_counts is None and tables.first_input_step is None
+        assert np.array_equal(tables.dead_mask, traj.dead_mask) and len(tables.strings) == scenario.model.vocab_size
+    with pytest.raises(KeyError, match=r"old\.h5 has no token table tokens/first_input_step \(recorded before"):
+        verdict(scenario, old, "zero_displacement", tensor="E", tokens="never_input")
+    assert verdict(scenario, old, "zero_displacement", tensor="E", tokens="dead").passed

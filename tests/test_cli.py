@@ -107,6 +107,8 @@ def test_compress_rewrites_a_run_bit_for_bit_and_back(write_scenario, tmp_path, 
         assert b.meta["scenario"] == a.meta["scenario"] and b.meta["environment"] == a.meta["environment"]
         assert b.meta["recompressed_from"] == str(run) and b.meta["closed_cleanly"] is True
         assert b.names == a.names and b.strings == a.strings and np.array_equal(b.dead, a.dead)
+        for table in ("dead_mask", "counts", "input_counts", "first_input_step"):  # every token table travels
+            assert np.array_equal(getattr(b.token_tables(), table), getattr(a, table)), table
         for name in a.names:
             x, y, z = a[name][:], b[name][:], c[name][:]
             same = (lambda p, q: torch.equal(p.view(torch.int16), q.view(torch.int16))) if isinstance(x, torch.Tensor) \

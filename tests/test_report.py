@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+from core.trajectory import Trajectory
 from harness.analysis import analyse
 from harness.cli import main
 from harness.figures import make_figures
@@ -70,7 +72,15 @@ def test_report_command_writes_figures_json_and_markdown(runs, tmp_path, capsys)
     assert summary["tensors"]["E"]["live"]["final_displacement_mean"] > 0
     assert summary["tensors"]["E"]["last_moved_step"]["dead"]["never_moved"] == summary["dead_tokens"]
     assert summary["E_minus_W"]["all"] > 0
+    with Trajectory(runs["tiny_untied"]) as traj:  # 6 small batches leave live tokens out
+        unfed = np.setdiff1d(traj.never_input, traj.dead)
+    assert summary["live_never_input_tokens"] == len(unfed) > 0
+    # an untied run: E rows of tokens never fed in stay put, their W rows move (softmax gradient)
+    assert summary["tensors"]["E"]["last_moved_step"]["live_never_input"]["never_moved"] == len(unfed)
+    assert summary["tensors"]["W"]["last_moved_step"]["live_never_input"]["never_moved"] < len(unfed)
     md = (tmp_path / "rep" / "report.md").read_text()
+    assert f"{len(unfed):,} of them never an input in the run's batches" in md
+    assert "- live-but-never-input: " in md
     assert "| mean displacement from step 0 (final) | 0 |" in md and "![e_minus_w.png](e_minus_w.png)" in md
 
 
