@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from core import native
 from core.gemm import Float32Gemms, RowSplitGemms, gemm_mode, single_threaded_layout
 
 bf16 = torch.bfloat16
@@ -55,7 +56,9 @@ def test_row_split_products_are_bit_identical_to_the_unsplit_kernel(a_col, b_col
     for w, g in zip(want, got):
         assert g.dtype == bf16 and g.is_contiguous() and torch.equal(w, g)
     assert got[0].grad_fn is not None  # autograd still sees the product
-    assert mode.splits == (3 if single_threaded_layout(a, b) else 0)
+    native_layout = mode.native and native.layout_of(a, b) is not None  # core/native takes row@row, row@col
+    assert mode.native_calls == (3 if native_layout else 0)
+    assert mode.splits == (3 if single_threaded_layout(a, b) and not native_layout else 0)
 
 
 def test_row_split_backward_is_bit_identical():
@@ -68,7 +71,8 @@ def test_row_split_backward_is_bit_identical():
         with mode:
             (x @ y.t()).backward(g)  # logits = h @ W.T; backward: g @ W (row@row), g.T @ h (col@row)
         grads[name] = (x.grad, y.grad)
-    assert modes["split"].splits == 2  # the forward is row@col: already parallel, left alone
+    split = modes["split"]  # forward h @ W.T: row@col; backward g @ W: row@row, g.T @ h: col@row
+    assert (split.splits, split.native_calls) == ((1, 2) if split.native else (2, 0))
     assert all(torch.equal(p, s) for p, s in zip(grads["plain"], grads["split"]))
 
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 pytest.importorskip("accelerate")
+from core import native  # noqa: E402
 from core.data import DataConfig  # noqa: E402
 from core.gemm import RowSplitGemms  # noqa: E402
 from core.model import InitConfig, ModelConfig, build_model  # noqa: E402
@@ -49,10 +50,11 @@ def run_trainer(ids: torch.Tensor, config: str, tmp_path) -> list[tuple[torch.Te
 
 
 def run_core(ids: torch.Tensor, config: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The core's default step; on a CPU with >= 2 torch threads its single-threaded bf16
-    GEMMs run split by rows over the threads (core.gemm.RowSplitGemms)."""
+    """The core's default step; on a CPU its row@row bf16 GEMMs run through core/native's
+    kernel, and with >= 2 torch threads its other single-threaded ones split by rows over the
+    threads (core.gemm.RowSplitGemms)."""
     tied, lr, wd, max_grad_norm = CONFIGS[config]
-    splits_before = RowSplitGemms.total_splits
+    splits_before, native_before = RowSplitGemms.total_splits, RowSplitGemms.total_native
     training = Training(
         ids,
         ModelConfig(vocab_size=VOCAB, tied=tied),
@@ -69,6 +71,8 @@ def run_core(ids: torch.Tensor, config: str) -> list[tuple[torch.Tensor, torch.T
         frames.append((training.tensor("E").clone(), training.tensor("W").clone()))
     if torch.get_num_threads() > 1:
         assert RowSplitGemms.total_splits > splits_before, "the default CPU step split no GEMM: parity proves less"
+    if native.kernel() is not None:
+        assert RowSplitGemms.total_native > native_before, "the step ran no GEMM natively: parity proves less"
     return frames
 
 
