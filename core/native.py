@@ -4,15 +4,16 @@ torch, used only if they give torch's bits.
 The kernels repeat the additions of torch's CPU kernels for bf16 `row-major @ row-major`
 products (the LM head's input gradient, the blocks' forward projections) and `row-major @
 column-major` ones (the LM head's forward, the blocks' input gradients) in the same order,
-vectorized over output columns. It is compiled with the machine's C compiler (`cc`, or `$CC`)
-into a cache folder keyed by the source, the flags and the CPU, and loaded with ctypes
-(whose calls release the GIL, so threads can run it on row blocks side by side).
+vectorized over output columns. They are compiled with the machine's C compiler (`cc`, or
+`$CC`) into a cache folder keyed by the source, the flags and the CPU, and loaded with
+ctypes (whose calls release the GIL, so threads can run them on row blocks side by side).
 
-Before first use it is run against torch on problems that cover its branches (K not a
-multiple of 4, a 1-D and a 2-D bias, a column count not a multiple of its block, strided
-rows); a single differing bit disables it for the process with a warning, and the step
-runs torch's own kernel. So does a missing compiler. `DEAD_TOKEN_HARNESS_NATIVE=off`
-turns it off.
+Before first use they are run against torch on problems that cover their branches (every
+part of each kernel's blocking, 1-D and 2-D biases, strided rows, exact cancellations that
+expose any other order of additions, an overflow that exposes a missing fused multiply-add);
+a single differing bit disables them for the process with a warning, and the step runs
+torch's own kernels. So does a missing compiler. `DEAD_TOKEN_HARNESS_NATIVE=off` turns
+them off. x86-64 only (torch's ARM kernels differ).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ def flags() -> list[str]:
     fused = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
     return ["-O3", "-march=native", f"-ffp-contract={'fast' if fused else 'off'}", "-fno-fast-math", "-fPIC",
             "-shared"]
+
 
 _lock = threading.Lock()
 _kernel: ctypes.CDLL | None = None
