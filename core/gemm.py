@@ -13,8 +13,8 @@ row-major @ column-major is already parallel). For those, the mode splits the ou
 rows into one block per torch thread and runs the same kernel on each block in its own
 thread: the same bits (tests/test_gemm.py; tests/test_parity_trainer.py runs the whole
 step against the Trainer), ~2x faster on those GEMMs with 2 threads.
-Row-major @ row-major and row-major @ column-major products (the head's forward and input
-gradient, most of the blocks' GEMMs) go further: core/native's kernels repeat torch's
+Row-major @ row-major, row-major @ column-major and column-major @ row-major products (all
+three of the head's, most of the blocks') go further: core/native's kernels repeat torch's
 additions in torch's order, vectorized across outputs (checked bit for bit against torch
 before first use; tests/test_native.py), also split by rows: the head's forward 1.8 s ->
 ~0.25 s, its input gradient ~2.4 s -> ~0.3 s on 2 cores.
@@ -71,10 +71,9 @@ def single_threaded_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 class RowSplitGemms(TorchDispatchMode):
-    """CPU bf16 mm / addmm, the same bits faster: row-major @ row-major and @ column-major
-    by core/native's kernels (where they were built and match torch), the other
-    single-threaded layouts by torch's kernel; either way the output rows split across
-    `threads` threads."""
+    """CPU bf16 mm / addmm, the same bits faster: the layouts core/native's kernels take
+    (where they were built and match torch) by those, the other single-threaded layouts by
+    torch's kernel; either way the output rows split across `threads` threads."""
 
     _pools: dict[int, ThreadPoolExecutor] = {}
     _pools_lock = threading.Lock()
@@ -93,7 +92,8 @@ class RowSplitGemms(TorchDispatchMode):
             a, b = (args[0], args[1]) if func is _aten.mm.default else (args[1], args[2])
             if a.dtype == b.dtype == torch.bfloat16 and a.device.type == "cpu" and a.dim() == 2:
                 bias = args[0] if func is _aten.addmm.default else None
-                if self.native and native.layout_of(a, b) and (bias is None or bias.dtype == torch.bfloat16):
+                layout = native.layout_of(a, b) if self.native else None
+                if layout and (bias is None or (layout in native.BIASED and bias.dtype == torch.bfloat16)):
                     return self._native(a, b, bias)
                 if self.threads > 1 and a.shape[0] >= MIN_ROWS_PER_THREAD * self.threads \
                         and single_threaded_layout(a, b):

@@ -2,11 +2,12 @@
 torch, used only if they give torch's bits.
 
 The kernels repeat the additions of torch's CPU kernels for bf16 `row-major @ row-major`
-products (the LM head's input gradient, the blocks' forward projections) and `row-major @
-column-major` ones (the LM head's forward, the blocks' input gradients) in the same order,
-vectorized over output columns. They are compiled with the machine's C compiler (`cc`, or
-`$CC`) into a cache folder keyed by the source, the flags and the CPU, and loaded with
-ctypes (whose calls release the GIL, so threads can run them on row blocks side by side).
+products (the LM head's input gradient, the blocks' forward projections), `row-major @
+column-major` ones (the LM head's forward, the blocks' input gradients) and `column-major @
+row-major` ones (the weight gradients) in the same order, vectorized over output columns.
+They are compiled with the machine's C compiler (`cc`, or `$CC`) into a cache folder keyed
+by the source, the flags and the CPU, and loaded with ctypes (whose calls release the GIL,
+so threads can run them on row blocks side by side).
 
 Before first use they are run against torch on problems that cover their branches (every
 part of each kernel's blocking, 1-D and 2-D biases, strided rows, exact cancellations that
@@ -38,12 +39,13 @@ ENV = "DEAD_TOKEN_HARNESS_NATIVE"
 
 
 def flags() -> list[str]:
-    """Compiler flags: no reassociation ever; fused multiply-adds exactly where torch's own
-    kernel has them. Its AVX2 and AVX-512 builds fuse `sum += a * b` (seen in the bits: an
-    overflowing product added to +inf gives +inf, not NaN); its baseline build cannot."""
+    """Compiler flags: no reassociation, no contraction; fused multiply-adds (the kernels'
+    MAC, explicit fmaf) exactly where torch's own kernels have them. Its AVX2 and AVX-512
+    builds fuse `sum += a * b` (seen in the bits: an overflowing product added to +inf gives
+    +inf, not NaN); its baseline build cannot."""
     fused = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
-    return ["-O3", "-march=native", f"-ffp-contract={'fast' if fused else 'off'}", "-fno-fast-math", "-fPIC",
-            "-shared"]
+    return ["-O3", "-march=native", "-ffp-contract=off", "-fno-fast-math", "-fPIC", "-shared",
+            *(["-DFUSED"] if fused else [])]
 
 
 _lock = threading.Lock()
@@ -85,8 +87,8 @@ def _compile() -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:  # build beside, then rename: atomic
         built = Path(tmp) / target.name
-        result = subprocess.run([compiler, *options, str(SOURCE), "-o", str(built)], capture_output=True, text=True,
-                                timeout=120)
+        result = subprocess.run([compiler, *options, str(SOURCE), "-lm", "-o", str(built)], capture_output=True,
+                                text=True, timeout=120)
         if result.returncode != 0:
             raise RuntimeError(f"{compiler} failed on {SOURCE}: {result.stderr.strip()[:500]}")
         os.replace(built, target)
@@ -104,6 +106,8 @@ def bind(lib: ctypes.CDLL) -> ctypes.CDLL:
         function = getattr(lib, name)
         function.argtypes = [i64, i64, i64, ptr, i64, ptr, i64, ptr, i64, i64, ptr, i64]
         function.restype = restype
+    lib.bf16_gemm_colrow.argtypes = [i64, i64, i64, ptr, i64, ptr, i64, ptr, i64]
+    lib.bf16_gemm_colrow.restype = ctypes.c_int
     return lib
 
 
@@ -139,12 +143,11 @@ def _self_check() -> str | None:
     The values include exact cancellations (+-2^20 beside small terms), so that any other
     order of additions shows in the bits, and an overflowing product added to +inf, which
     tells a fused multiply-add from a separate one."""
-    inf = float("inf")  # +inf, then 3e38 * -1.5 into the same partial sum (row@row) / register lane (row@col)
-    for layout, k, first, second in (("row@row", 8, 3, 7), ("row@col", 128, 0, 64)):
+    inf = float("inf")  # +inf, then 3e38 * -1.5 into the same partial sum / register lane / accumulator
+    for layout, k, first, second in (("row@row", 8, 3, 7), ("row@col", 128, 0, 64), ("col@row", 8, 3, 5)):
         a, b = torch.ones(3, k), torch.zeros(k, 3)
         a[:, first], b[first], a[:, second], b[second] = inf, 1.0, 3e38, -1.5
-        a, b = a.bfloat16(), b.bfloat16()
-        b = b if layout == "row@row" else b.t().contiguous().t()
+        a, b = arrange(layout, a.bfloat16(), b.bfloat16())
         if not torch.equal((a @ b).view(torch.int16), product(a, b).view(torch.int16)):
             return f"{layout}: an overflowing product added to +inf (fused multiply-add or not)"
     gen = torch.Generator().manual_seed(0)
@@ -156,28 +159,44 @@ def _self_check() -> str | None:
                     return torch.randn(shape, generator=gen).bfloat16()
                 return choices[torch.randint(len(choices), shape, generator=gen)].bfloat16()
 
-            a = draw(m, k + 2)[:, 1:-1]  # strided rows
-            b_rows = draw(k, n)
+            a_rows, b_rows = draw(m, k + 2)[:, 1:-1], draw(k, n)  # a: strided rows
             bias, bias2 = draw(n), draw(m, n)
-            for layout, b in (("row@row", b_rows), ("row@col", b_rows.t().contiguous().t())):
-                for name, want, got in (("mm", a @ b, product(a, b)),
-                                        ("addmm 1-D bias", torch.addmm(bias, a, b), product(a, b, bias)),
-                                        ("addmm 2-D bias", torch.addmm(bias2, a, b), product(a, b, bias2))):
+            for layout in LAYOUTS:
+                a, b = arrange(layout, a_rows, b_rows)
+                cases = [("mm", a @ b, product(a, b))]
+                if layout in BIASED:
+                    cases += [("addmm 1-D bias", torch.addmm(bias, a, b), product(a, b, bias)),
+                              ("addmm 2-D bias", torch.addmm(bias2, a, b), product(a, b, bias2))]
+                for name, want, got in cases:
                     if not torch.equal(want.view(torch.int16), got.view(torch.int16)):
                         return f"{layout} {name} of ({m}, {k}) @ ({k}, {n}), {data} values"
     return None
 
 
+LAYOUTS = ("row@row", "row@col", "col@row")  # what the kernels take
+BIASED = ("row@row", "row@col")  # where they also take addmm's bias
+
+
+def arrange(layout: str, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same values stored in `layout` ("row@col": b column-major, and so on)."""
+    first, second = layout.split("@")
+    col = lambda x: x.t().contiguous().t()  # noqa: E731
+    return (col(a) if first == "col" else a), (col(b) if second == "col" else b)
+
+
 def layout_of(a: torch.Tensor, b: torch.Tensor) -> str | None:
-    """"row@row" or "row@col" where the kernels take a @ b, else None: 2-D, rows of a
-    contiguous, and no dimension of 1 (torch then picks vector kernels, and a stride of a
-    size-1 dimension says nothing about the layout)."""
-    if a.dim() != 2 or b.dim() != 2 or min(a.shape[0], a.shape[1], b.shape[1]) < 2 or a.stride(1) != 1:
+    """The `LAYOUTS` entry of a @ b, or None where no kernel takes it: not 2-D, another
+    layout, or a dimension of 1 (torch then picks vector kernels, and a stride of a size-1
+    dimension says nothing about the layout)."""
+    if a.dim() != 2 or b.dim() != 2 or min(a.shape[0], a.shape[1], b.shape[1]) < 2:
         return None
-    if b.stride(1) == 1:
+    a_rows, a_cols, b_rows, b_cols = a.stride(1) == 1, a.stride(0) == 1, b.stride(1) == 1, b.stride(0) == 1
+    if a_rows and b_rows:
         return "row@row"
-    if b.stride(0) == 1:
+    if a_rows and b_cols:
         return "row@col"
+    if a_cols and b_rows:
+        return "col@row"
     return None
 
 
@@ -185,15 +204,17 @@ def product(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None, 
             rows: tuple[int, int] | None = None) -> torch.Tensor:
     """bf16 (a @ b + bias) with torch's bits, for CPU a (M, K) and b (K, N) of a `layout_of`.
 
-    bias: None, or bf16 broadcastable to (M, N). `rows` = (lo, hi) computes only those rows
-    of `out` (threads split a product this way). Requires `kernel()` to be available.
+    bias: None, or (for a `BIASED` layout) bf16 broadcastable to (M, N). `rows` = (lo, hi)
+    computes only those rows of `out` (threads split a product this way). Requires
+    `kernel()` to be available.
     """
     lib = _kernel
     if lib is None:
         raise RuntimeError("the bf16 GEMM kernel is not loaded (core.native.kernel())")
     layout = layout_of(a, b)
-    if layout is None:
-        raise ValueError(f"no kernel for a @ b with strides {a.stride()} @ {b.stride()}")
+    if layout is None or (bias is not None and layout not in BIASED):
+        raise ValueError(f"no kernel for a @ b{' + bias' if bias is not None else ''} with strides "
+                         f"{a.stride()} @ {b.stride()}")
     m, k = a.shape
     n = b.shape[1]
     if out is None:
@@ -207,10 +228,17 @@ def product(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None, 
         bias = bias.expand(m, n)  # a 1-D bias: row stride 0
         bias_rs, bias_cs = bias.stride()
         bias_ptr = bias.data_ptr() + es * lo * bias_rs
-    args = (hi - lo, n, k, a.data_ptr() + es * lo * a.stride(0), a.stride(0))
-    tail = (bias_ptr, bias_rs, bias_cs, out.data_ptr() + es * lo * out.stride(0), out.stride(0))
+    a_ptr = a.data_ptr() + es * lo * a.stride(0)
+    c_ptr, ldc = out.data_ptr() + es * lo * out.stride(0), out.stride(0)
     if layout == "row@row":
-        lib.bf16_gemm_rowrow(*args, b.data_ptr(), b.stride(0), *tail)
-    elif lib.bf16_gemm_rowcol(*args, b.data_ptr(), b.stride(1), *tail) != 0:  # b.t(): (N, K) row-major
-        raise MemoryError(f"bf16_gemm_rowcol: out of memory for a ({m}, {k}) @ ({k}, {n}) product")
+        lib.bf16_gemm_rowrow(hi - lo, n, k, a_ptr, a.stride(0), b.data_ptr(), b.stride(0), bias_ptr, bias_rs,
+                             bias_cs, c_ptr, ldc)
+        return out
+    if layout == "row@col":  # b.t(): (N, K) row-major
+        status = lib.bf16_gemm_rowcol(hi - lo, n, k, a_ptr, a.stride(0), b.data_ptr(), b.stride(1), bias_ptr,
+                                      bias_rs, bias_cs, c_ptr, ldc)
+    else:  # col@row: a's columns contiguous
+        status = lib.bf16_gemm_colrow(hi - lo, n, k, a_ptr, a.stride(1), b.data_ptr(), b.stride(0), c_ptr, ldc)
+    if status != 0:
+        raise MemoryError(f"bf16 GEMM kernel ({layout}): out of memory for a ({m}, {k}) @ ({k}, {n}) product")
     return out

@@ -39,7 +39,6 @@ def same_bits(x: torch.Tensor, y: torch.Tensor) -> bool:
     return x.shape == y.shape and torch.equal(x.view(torch.int16), y.view(torch.int16))
 
 
-LAYOUTS = {"row@row": lambda b: b.contiguous(), "row@col": lambda b: b.t().contiguous().t()}
 CANCELLING = torch.tensor([2.0**20, -(2.0**20), 1.0, -1.0, 2.0**-5, 3.0])
 
 
@@ -53,59 +52,65 @@ def draw(gen, values: str, *shape) -> torch.Tensor:
 @pytest.mark.parametrize("values", ["normal", "cancelling"])
 @pytest.mark.parametrize("k", [1, 2, 3, 5, 15, 16, 17, 63, 64, 65, 72, 80, 200, 257, 1003])
 @pytest.mark.parametrize("m, n", [(1, 1), (9, 63), (67, 65), (130, 17)])
-@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("layout", native.LAYOUTS)
 def test_products_match_torch_bit_for_bit(kernel, layout, m, n, k, values):
     gen = torch.Generator().manual_seed(m * 10_000 + n * 10 + k)
-    a = draw(gen, values, m, k)
-    b = LAYOUTS[layout](draw(gen, values, k, n))
+    a, b = native.arrange(layout, draw(gen, values, m, k), draw(gen, values, k, n))
     if 1 in (m, n, k):  # torch's vector kernels: left to torch
         assert native.layout_of(a, b) is None
         return
     assert native.layout_of(a, b) == layout
-    bias_1d, bias_2d = draw(gen, values, n), draw(gen, values, m, n)
     assert same_bits(native.product(a, b), a @ b)
+    bias_1d, bias_2d = draw(gen, values, n), draw(gen, values, m, n)
+    if layout not in native.BIASED:  # left to torch
+        with pytest.raises(ValueError, match="no kernel for a @ b \\+ bias"):
+            native.product(a, b, bias_1d)
+        return
     assert same_bits(native.product(a, b, bias_1d), torch.addmm(bias_1d, a, b))
     assert same_bits(native.product(a, b, bias_2d), torch.addmm(bias_2d, a, b))
 
 
-@pytest.mark.parametrize("layout", list(LAYOUTS))
-def test_strided_rows_expanded_bias_and_row_ranges(kernel, layout):
+@pytest.mark.parametrize("layout", native.LAYOUTS)
+def test_strided_operands_expanded_bias_and_row_ranges(kernel, layout):
     gen = torch.Generator().manual_seed(1)
-    a = torch.randn(100, 90, generator=gen).to(bf16)[:, 5:85]  # rows 90 apart, 80 used
+    rows, cols = torch.randn(100, 90, generator=gen).to(bf16), torch.randn(90, 100, generator=gen).to(bf16)
+    a = rows[:, 5:85] if layout.startswith("row") else cols[5:85, :].t()  # rows (columns) 90 (100) apart
     b = torch.randn(120, 70, generator=gen).to(bf16)[:80, 3:67]  # row stride 70
-    b = b if layout == "row@row" else torch.randn(70, 120, generator=gen).to(bf16)[3:67, :80].t()  # column stride 120
-    bias = torch.randn(1, 64, generator=gen).to(bf16).expand(100, 64)  # row stride 0
-    want = torch.addmm(bias, a, b)
+    b = b if layout.endswith("row") else torch.randn(70, 120, generator=gen).to(bf16)[3:67, :80].t()  # column stride 120
+    assert native.layout_of(a, b) == layout
+    bias = torch.randn(1, 64, generator=gen).to(bf16).expand(100, 64) if layout in native.BIASED else None
+    want = torch.addmm(bias, a, b) if bias is not None else a @ b
     out = torch.full((100, 64), float("nan"), dtype=bf16)
     for lo, hi in ((0, 37), (37, 38), (38, 100)):  # as threads split it
         native.product(a, b, bias, out=out, rows=(lo, hi))
     assert same_bits(out, want)
 
 
-@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("layout", native.LAYOUTS)
 def test_special_values_and_underflowing_products(kernel, layout):
     """NaN, +-inf, signed zeros, subnormals, overflowing and underflowing products."""
     vals = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, -0.0, 1e-39, -3e-40, 1e-30, 2e-25,
                          1.0, -1.5, 3e38, 1e-20, -7e-21], dtype=torch.float32).to(bf16)
     gen = torch.Generator().manual_seed(2)
     for k in (23, 150):
-        a = vals[torch.randint(len(vals), (40, k), generator=gen)]
-        b = LAYOUTS[layout](vals[torch.randint(len(vals), (k, 70), generator=gen)])
+        a, b = native.arrange(layout, vals[torch.randint(len(vals), (40, k), generator=gen)],
+                              vals[torch.randint(len(vals), (k, 70), generator=gen)])
         assert same_bits(native.product(a, b), a @ b)
-    tiny = torch.full((8, 12), 1e-30, dtype=bf16)  # each product 1e-50 underflows to 0 in float32
-    other = LAYOUTS[layout](torch.full((12, 3), 1e-20, dtype=bf16))
+    # each product 1e-50 underflows to 0 in float32
+    tiny, other = native.arrange(layout, torch.full((8, 12), 1e-30, dtype=bf16), torch.full((12, 3), 1e-20, dtype=bf16))
     assert same_bits(native.product(tiny, other), tiny @ other)
 
 
 def test_the_head_products_at_full_size(kernel):
-    """The LM head at the Flannel shape: logits h @ W.T (row@col) and its input gradient
-    g @ W (row@row), (4096, 64) x (64, 10,000) and (4096, 10,000) x (10,000, 64)."""
+    """The LM head at the Flannel shape: logits h @ W.T (row@col), its input gradient
+    g @ W (row@row) and its weight gradient g.T @ h (col@row)."""
     gen = torch.Generator().manual_seed(3)
     h = torch.randn(4096, 64, generator=gen).to(bf16)
     g = (torch.randn(4096, 10_000, generator=gen) * 1e-4).to(bf16)
     w = (torch.randn(10_000, 64, generator=gen) * 0.02).to(bf16)
     assert same_bits(native.product(h, w.t()), h @ w.t())
     assert same_bits(native.product(g, w), g @ w)
+    assert same_bits(native.product(g.t(), h), g.t() @ h)
 
 
 def test_turned_off_or_without_a_compiler_torch_runs_the_step(tmp_path):
@@ -135,8 +140,8 @@ def test_self_check_refuses_a_build_without_fused_multiply_adds(kernel, tmp_path
         pytest.skip("torch's baseline kernel does not fuse")
     unfused = tmp_path / "unfused.so"
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    subprocess.run([compiler, *[f if not f.startswith("-ffp-contract") else "-ffp-contract=off"
-                                for f in native.flags()], str(native.SOURCE), "-o", str(unfused)], check=True)
+    subprocess.run([compiler, *[f for f in native.flags() if f != "-DFUSED"], str(native.SOURCE), "-lm", "-o", str(unfused)],
+                   check=True)
     code = ("import ctypes; from core import native\n"
             f"native._kernel = native.bind(ctypes.CDLL({str(unfused)!r}))\n"
             "print(native._self_check())")

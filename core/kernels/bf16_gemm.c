@@ -7,14 +7,25 @@
  * into the first; then ((p0 + p1) + p2) + p3; with a bias, bias + that; rounded to bf16
  * (nearest even, NaN -> 0x7FC0). Products of two bf16 numbers are exact in float32 unless
  * they overflow or underflow; torch's AVX2 / AVX-512 builds fuse `sum += a * b` into one
- * multiply-add (so an overflowing product never becomes inf on its own).
+ * multiply-add (so an overflowing product never becomes inf on its own): MAC below.
  *
  * Here the same additions, in the same order, for a block of output rows and columns at
  * once, so the compiler can keep them in vector registers. Never compile with -ffast-math
- * (it reorders additions); -ffp-contract=fast where torch fuses, off where it does not
- * (core/native.py picks, compiles, and checks the result against torch before any use). */
+ * (it reorders additions) or with contraction (core/native.py compiles it, and checks the
+ * result against torch before any use). */
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
+
+/* acc + x * y as torch's build computes `acc += x * y`: one fused multiply-add where it
+ * fuses (core/native.py defines FUSED then), a rounded product and a rounded sum where it
+ * does not. Explicit, since a compiler fuses only where it happens to see the pattern
+ * (the file is compiled with -ffp-contract=off). */
+#ifdef FUSED
+#define MAC(acc, x, y) fmaf((x), (y), (acc))
+#else
+#define MAC(acc, x, y) ((acc) + (x) * (y))
+#endif
 
 #define COLS 64 /* output columns per block */
 #define ROWS 8  /* output rows per block: ROWS x 4 partial sums x COLS floats (8 KB) stay in L1 */
@@ -57,7 +68,7 @@ void bf16_gemm_rowrow(int64_t m, int64_t n, int64_t k, const uint16_t *a, int64_
                         const float x = bf16_to_float(ai[q]);
                         const uint16_t *bq = bl + q * ldb;
                         float *pq = p[r][q];
-                        for (int64_t j = 0; j < w; j++) pq[j] += bf16_to_float(bq[j]) * x;
+                        for (int64_t j = 0; j < w; j++) pq[j] = MAC(pq[j], bf16_to_float(bq[j]), x);
                     }
                 }
             }
@@ -66,7 +77,7 @@ void bf16_gemm_rowrow(int64_t m, int64_t n, int64_t k, const uint16_t *a, int64_
                 for (int64_t r = 0; r < h; r++) {
                     const float x = bf16_to_float(a[(i0 + r) * lda + l]);
                     float *p0 = p[r][0];
-                    for (int64_t j = 0; j < w; j++) p0[j] += bf16_to_float(bl[j]) * x;
+                    for (int64_t j = 0; j < w; j++) p0[j] = MAC(p0[j], bf16_to_float(bl[j]), x);
                 }
             }
             for (int64_t r = 0; r < h; r++) {
@@ -131,7 +142,7 @@ int bf16_gemm_rowcol(int64_t m, int64_t n, int64_t k, const uint16_t *a, int64_t
                     for (int r = 0; r < 8; r++) {
                         const float x = ai[8 * r + l];
                         const float *wl = w + (8 * r + l) * JB;
-                        for (int64_t jj = 0; jj < JB; jj++) p[r][jj] = x * wl[jj] + 0.0f; /* fma(x, w, 0) */
+                        for (int64_t jj = 0; jj < JB; jj++) p[r][jj] = MAC(0.0f, x, wl[jj]);
                     }
                     for (int64_t jj = 0; jj < JB; jj++)
                         lanes[l][jj] = ((p[0][jj] + p[4][jj]) + (p[2][jj] + p[6][jj])) +
@@ -143,14 +154,14 @@ int bf16_gemm_rowcol(int64_t m, int64_t n, int64_t k, const uint16_t *a, int64_t
                     for (int l = 0; l < 8; l++) {
                         const float x = ai[8 * r + l];
                         const float *wl = w + (8 * r + l) * JB;
-                        for (int64_t jj = 0; jj < JB; jj++) s[r][l][jj] = x * wl[jj] + 0.0f;
+                        for (int64_t jj = 0; jj < JB; jj++) s[r][l][jj] = MAC(0.0f, x, wl[jj]);
                     }
                 for (int64_t it = 64; it < main_end; it += 64)
                     for (int r = 0; r < 8; r++)
                         for (int l = 0; l < 8; l++) {
                             const float x = ai[it + 8 * r + l];
                             const float *wl = w + (it + 8 * r + l) * JB;
-                            for (int64_t jj = 0; jj < JB; jj++) s[r][l][jj] += x * wl[jj];
+                            for (int64_t jj = 0; jj < JB; jj++) s[r][l][jj] = MAC(s[r][l][jj], x, wl[jj]);
                         }
                 for (int off = 4; off >= 1; off /= 2)
                     for (int r = 0; r < off; r++)
@@ -167,7 +178,7 @@ int bf16_gemm_rowcol(int64_t m, int64_t n, int64_t k, const uint16_t *a, int64_t
                         for (int l = 0; l < 8; l++) {
                             const float x = ai[j + half + l];
                             const float *wl = w + (j + half + l) * JB;
-                            for (int64_t jj = 0; jj < JB; jj++) t[l][jj] += x * wl[jj];
+                            for (int64_t jj = 0; jj < JB; jj++) t[l][jj] = MAC(t[l][jj], x, wl[jj]);
                         }
                 for (int64_t jj = 0; jj < JB; jj++) red[jj] += lane_sum(t, jj);
             } else {
@@ -176,7 +187,7 @@ int bf16_gemm_rowcol(int64_t m, int64_t n, int64_t k, const uint16_t *a, int64_t
             for (int64_t l = vec_end; l < k; l++) {
                 const float x = ai[l];
                 const float *wl = w + l * JB;
-                for (int64_t jj = 0; jj < JB; jj++) red[jj] += x * wl[jj];
+                for (int64_t jj = 0; jj < JB; jj++) red[jj] = MAC(red[jj], x, wl[jj]);
             }
             uint16_t *ci = c + i * ldc + j0;
             if (bias == NULL) {
@@ -188,5 +199,57 @@ int bf16_gemm_rowcol(int64_t m, int64_t n, int64_t k, const uint16_t *a, int64_t
         }
     }
     free(af);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * bf16 C = A @ B for column-major A (M, K) and row-major B (K, N): torch sums each output
+ * in order, k = 0, 1, 2, ..., in one float32 accumulator (a multiply-add where its build
+ * fuses them). Here the same, row by row with JB accumulators in registers, over a
+ * transposed float copy of a block of A's rows (so both operands stream contiguously).
+ * ------------------------------------------------------------------------------------- */
+#define CR_ROWS 32   /* rows of A transposed at once */
+#define CR_DEPTH 256 /* ... over this many k: CR_ROWS x CR_DEPTH floats (32 KB) */
+
+/* Rows [0, m) of C. a: element (i, l) at a[i + l * lda]; b: (k, n), row stride ldb;
+ * c: (m, n), row stride ldc. Returns 0, or -1 when out of memory. */
+int bf16_gemm_colrow(int64_t m, int64_t n, int64_t k, const uint16_t *a, int64_t lda, const uint16_t *b,
+                     int64_t ldb, uint16_t *c, int64_t ldc) {
+    float *w = malloc(sizeof(float) * (size_t)(k * JB + CR_ROWS * CR_DEPTH + CR_ROWS * JB));
+    if (w == NULL) return -1;
+    float *at = w + k * JB;                  /* at[r * CR_DEPTH + d] = a(i0 + r, l0 + d) */
+    float (*acc)[JB] = (float (*)[JB])(at + CR_ROWS * CR_DEPTH); /* acc[r][jj]: output (i0 + r, j0 + jj) */
+    for (int64_t j0 = 0; j0 < n; j0 += JB) {
+        const int64_t h = n - j0 < JB ? n - j0 : JB;
+        for (int64_t l = 0; l < k; l++)
+            for (int64_t jj = 0; jj < JB; jj++) w[l * JB + jj] = jj < h ? bf16_to_float(b[l * ldb + j0 + jj]) : 0.0f;
+        for (int64_t i0 = 0; i0 < m; i0 += CR_ROWS) {
+            const int64_t rows = m - i0 < CR_ROWS ? m - i0 : CR_ROWS;
+            memset(acc, 0, sizeof(float) * CR_ROWS * JB);
+            for (int64_t l0 = 0; l0 < k; l0 += CR_DEPTH) {
+                const int64_t depth = k - l0 < CR_DEPTH ? k - l0 : CR_DEPTH;
+                for (int64_t d = 0; d < depth; d++) {
+                    const uint16_t *ad = a + (l0 + d) * lda + i0; /* rows i0.. of column l0 + d: contiguous */
+                    for (int64_t r = 0; r < rows; r++) at[r * CR_DEPTH + d] = bf16_to_float(ad[r]);
+                }
+                for (int64_t r = 0; r < rows; r++) {
+                    float s[JB];
+                    for (int64_t jj = 0; jj < JB; jj++) s[jj] = acc[r][jj];
+                    const float *ar = at + r * CR_DEPTH;
+                    const float *wl = w + l0 * JB;
+                    for (int64_t d = 0; d < depth; d++, wl += JB) {
+                        const float x = ar[d];
+                        for (int64_t jj = 0; jj < JB; jj++) s[jj] = MAC(s[jj], x, wl[jj]);
+                    }
+                    for (int64_t jj = 0; jj < JB; jj++) acc[r][jj] = s[jj];
+                }
+            }
+            for (int64_t r = 0; r < rows; r++) {
+                uint16_t *ci = c + (i0 + r) * ldc + j0;
+                for (int64_t jj = 0; jj < h; jj++) ci[jj] = float_to_bf16(acc[r][jj]);
+            }
+        }
+    }
+    free(w);
     return 0;
 }
