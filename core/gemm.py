@@ -13,8 +13,8 @@ row-major @ column-major is already parallel). For those, the mode splits the ou
 rows into one block per torch thread and runs the same kernel on each block in its own
 thread: the same bits (tests/test_gemm.py; tests/test_parity_trainer.py runs the whole
 step against the Trainer), ~2x faster on those GEMMs with 2 threads.
-Row-major @ row-major, row-major @ column-major and column-major @ row-major products (all
-three of the head's, most of the blocks') go further: core/native's kernels repeat torch's
+Row-major @ row-major and row-major @ column-major products (the head's forward and input
+gradient, most of the blocks' GEMMs) go further: core/native's kernels repeat torch's
 additions in torch's order, vectorized across outputs (checked bit for bit against torch
 before first use; tests/test_native.py), also split by rows: the head's forward 1.8 s ->
 ~0.25 s, its input gradient ~2.4 s -> ~0.3 s on 2 cores.

@@ -2,9 +2,11 @@
 torch, used only if they give torch's bits.
 
 The kernels repeat the additions of torch's CPU kernels for bf16 `row-major @ row-major`
-products (the LM head's input gradient, the blocks' forward projections), `row-major @
-column-major` ones (the LM head's forward, the blocks' input gradients) and `column-major @
-row-major` ones (the weight gradients) in the same order, vectorized over output columns.
+products (the LM head's input gradient, the blocks' forward projections) and `row-major @
+column-major` ones (the LM head's forward, the blocks' input gradients) in the same order,
+vectorized over output columns. (Column-major @ row-major, the weight gradients: torch sums
+each output in one sequential accumulator, and its own kernel split by rows is as fast as
+a kernel here was; core/gemm.py splits it.)
 They are compiled with the machine's C compiler (`cc`, or `$CC`) into a cache folder keyed
 by the source, the flags and the CPU, and loaded with ctypes (whose calls release the GIL,
 so threads can run them on row blocks side by side).
@@ -106,8 +108,6 @@ def bind(lib: ctypes.CDLL) -> ctypes.CDLL:
         function = getattr(lib, name)
         function.argtypes = [i64, i64, i64, ptr, i64, ptr, i64, ptr, i64, i64, ptr, i64]
         function.restype = restype
-    lib.bf16_gemm_colrow.argtypes = [i64, i64, i64, ptr, i64, ptr, i64, ptr, i64]
-    lib.bf16_gemm_colrow.restype = ctypes.c_int
     return lib
 
 
@@ -143,8 +143,8 @@ def _self_check() -> str | None:
     The values include exact cancellations (+-2^20 beside small terms), so that any other
     order of additions shows in the bits, and an overflowing product added to +inf, which
     tells a fused multiply-add from a separate one."""
-    inf = float("inf")  # +inf, then 3e38 * -1.5 into the same partial sum / register lane / accumulator
-    for layout, k, first, second in (("row@row", 8, 3, 7), ("row@col", 128, 0, 64), ("col@row", 8, 3, 5)):
+    inf = float("inf")  # +inf, then 3e38 * -1.5 into the same partial sum (row@row) / register lane (row@col)
+    for layout, k, first, second in (("row@row", 8, 3, 7), ("row@col", 128, 0, 64)):
         a, b = torch.ones(3, k), torch.zeros(k, 3)
         a[:, first], b[first], a[:, second], b[second] = inf, 1.0, 3e38, -1.5
         a, b = arrange(layout, a.bfloat16(), b.bfloat16())
@@ -173,7 +173,7 @@ def _self_check() -> str | None:
     return None
 
 
-LAYOUTS = ("row@row", "row@col", "col@row")  # what the kernels take
+LAYOUTS = ("row@row", "row@col")  # what the kernels take
 BIASED = ("row@row", "row@col")  # where they also take addmm's bias
 
 
@@ -190,13 +190,12 @@ def layout_of(a: torch.Tensor, b: torch.Tensor) -> str | None:
     dimension says nothing about the layout)."""
     if a.dim() != 2 or b.dim() != 2 or min(a.shape[0], a.shape[1], b.shape[1]) < 2:
         return None
-    a_rows, a_cols, b_rows, b_cols = a.stride(1) == 1, a.stride(0) == 1, b.stride(1) == 1, b.stride(0) == 1
-    if a_rows and b_rows:
+    if a.stride(1) != 1:
+        return None
+    if b.stride(1) == 1:
         return "row@row"
-    if a_rows and b_cols:
+    if b.stride(0) == 1:
         return "row@col"
-    if a_cols and b_rows:
-        return "col@row"
     return None
 
 
@@ -234,11 +233,8 @@ def product(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None, 
         lib.bf16_gemm_rowrow(hi - lo, n, k, a_ptr, a.stride(0), b.data_ptr(), b.stride(0), bias_ptr, bias_rs,
                              bias_cs, c_ptr, ldc)
         return out
-    if layout == "row@col":  # b.t(): (N, K) row-major
-        status = lib.bf16_gemm_rowcol(hi - lo, n, k, a_ptr, a.stride(0), b.data_ptr(), b.stride(1), bias_ptr,
-                                      bias_rs, bias_cs, c_ptr, ldc)
-    else:  # col@row: a's columns contiguous
-        status = lib.bf16_gemm_colrow(hi - lo, n, k, a_ptr, a.stride(1), b.data_ptr(), b.stride(0), c_ptr, ldc)
+    status = lib.bf16_gemm_rowcol(hi - lo, n, k, a_ptr, a.stride(0), b.data_ptr(), b.stride(1), bias_ptr,
+                                  bias_rs, bias_cs, c_ptr, ldc)  # b.t(): (N, K) row-major
     if status != 0:
         raise MemoryError(f"bf16 GEMM kernel ({layout}): out of memory for a ({m}, {k}) @ ({k}, {n}) product")
     return out

@@ -73,8 +73,8 @@ def test_products_match_torch_bit_for_bit(kernel, layout, m, n, k, values):
 @pytest.mark.parametrize("layout", native.LAYOUTS)
 def test_strided_operands_expanded_bias_and_row_ranges(kernel, layout):
     gen = torch.Generator().manual_seed(1)
-    rows, cols = torch.randn(100, 90, generator=gen).to(bf16), torch.randn(90, 100, generator=gen).to(bf16)
-    a = rows[:, 5:85] if layout.startswith("row") else cols[5:85, :].t()  # rows (columns) 90 (100) apart
+    rows = torch.randn(100, 90, generator=gen).to(bf16)
+    a = rows[:, 5:85]  # rows 90 apart
     b = torch.randn(120, 70, generator=gen).to(bf16)[:80, 3:67]  # row stride 70
     b = b if layout.endswith("row") else torch.randn(70, 120, generator=gen).to(bf16)[3:67, :80].t()  # column stride 120
     assert native.layout_of(a, b) == layout
@@ -102,15 +102,15 @@ def test_special_values_and_underflowing_products(kernel, layout):
 
 
 def test_the_head_products_at_full_size(kernel):
-    """The LM head at the Flannel shape: logits h @ W.T (row@col), its input gradient
-    g @ W (row@row) and its weight gradient g.T @ h (col@row)."""
+    """The LM head at the Flannel shape: logits h @ W.T (row@col) and its input gradient
+    g @ W (row@row); its weight gradient g.T @ h (col@row) is left to torch."""
     gen = torch.Generator().manual_seed(3)
     h = torch.randn(4096, 64, generator=gen).to(bf16)
     g = (torch.randn(4096, 10_000, generator=gen) * 1e-4).to(bf16)
     w = (torch.randn(10_000, 64, generator=gen) * 0.02).to(bf16)
     assert same_bits(native.product(h, w.t()), h @ w.t())
     assert same_bits(native.product(g, w), g @ w)
-    assert same_bits(native.product(g.t(), h), g.t() @ h)
+    assert native.layout_of(g.t(), h) is None
 
 
 def test_turned_off_or_without_a_compiler_torch_runs_the_step(tmp_path):
