@@ -92,8 +92,7 @@ class RowSplitGemms(TorchDispatchMode):
             a, b = (args[0], args[1]) if func is _aten.mm.default else (args[1], args[2])
             if a.dtype == b.dtype == torch.bfloat16 and a.device.type == "cpu" and a.dim() == 2:
                 bias = args[0] if func is _aten.addmm.default else None
-                layout = native.layout_of(a, b) if self.native else None
-                if layout and (bias is None or (layout in native.BIASED and bias.dtype == torch.bfloat16)):
+                if self.native and native.layout_of(a, b) and (bias is None or bias.dtype == torch.bfloat16):
                     return self._native(a, b, bias)
                 if self.threads > 1 and a.shape[0] >= MIN_ROWS_PER_THREAD * self.threads \
                         and single_threaded_layout(a, b):

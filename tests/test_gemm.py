@@ -56,10 +56,9 @@ def test_row_split_products_are_bit_identical_to_the_unsplit_kernel(a_col, b_col
     for w, g in zip(want, got):
         assert g.dtype == bf16 and g.is_contiguous() and torch.equal(w, g)
     assert got[0].grad_fn is not None  # autograd still sees the product
-    kernel_layout = native.layout_of(a, b) if mode.native else None  # core/native's kernels: mm of its layouts,
-    on_native = 0 if kernel_layout is None else 3 if kernel_layout in native.BIASED else 1  # addmm of BIASED ones
-    assert mode.native_calls == on_native
-    assert mode.splits == (3 - on_native if single_threaded_layout(a, b) else 0)
+    on_native = mode.native and native.layout_of(a, b) is not None  # core/native's kernels take row@row, row@col
+    assert mode.native_calls == (3 if on_native else 0)
+    assert mode.splits == (3 if single_threaded_layout(a, b) and not on_native else 0)
 
 
 def test_row_split_backward_is_bit_identical():
