@@ -37,7 +37,7 @@ class TrainConfig:
     device: str = "auto"  # auto = cuda > mps > cpu
     logits_matmul: str = "bf16"  # bf16 = the Trainer's step (bit-identical); fp32 = faster on AVX2 CPUs (core/lm_head.py)
     matmul: str = "bf16"  # bf16 = the Trainer's kernels; fp32 = every GEMM, head included, in float32 (core/gemm.py)
-    cuda_graph: bool = False  # on CUDA: forward + backward replayed as one CUDA graph (core/step_graph.py); else ignored
+    cuda_graph: bool = False  # CUDA: forward + backward replayed as one CUDA graph (core/step_graph.py); else ignored
 
 
 @dataclass
@@ -184,29 +184,33 @@ class Training:
         inputs = inputs.to(self.device, non_blocking=True)
         targets = targets.to(self.device, non_blocking=True)
         step, lr = self.steps_done + 1, self.lr_at(self.steps_done)
-        if self.train_cfg.cuda_graph and self.device.type == "cuda":
-            result = self._graph_step(inputs, targets, lr, step, capture_grads, capture_logits)
-        else:
+        graph = self._step_graph(inputs, targets)
+        if graph is not None and graph.fits(inputs, targets):
+            result = self._graph_step(graph, inputs, targets, lr, step, capture_grads, capture_logits)
+        else:  # eager; with a graph, only a batch of another shape (the short last batch of an epoch)
+            if graph is not None:
+                self.optimizer.zero_grad(set_to_none=True)  # the graph's gradients stay bound between replays
             result = train_step(self.model, self.optimizer, inputs, targets, lr, self.optim_cfg.max_grad_norm, step,
                                 capture_grads, capture_logits, self.train_cfg.logits_matmul, self.train_cfg.matmul)
         self.steps_done += 1
         self.last = result
         return result
 
-    def _graph_step(self, inputs: torch.Tensor, targets: torch.Tensor, lr: float, step: int,
-                    capture_grads: tuple[str, ...], capture_logits: bool) -> StepResult:
-        """The step with its forward and backward replayed from a CUDA graph, then the eager update."""
+    def _step_graph(self, inputs: torch.Tensor, targets: torch.Tensor) -> CudaStepGraph | None:
+        """The CUDA graph of forward + backward, captured on the first call; None unless
+        train.cuda_graph on a CUDA device."""
         cfg = self.train_cfg
-        if self._graph is None:
+        if self._graph is None and cfg.cuda_graph and self.device.type == "cuda":
             body = functools.partial(forward_backward, self.model, max_grad_norm=self.optim_cfg.max_grad_norm,
                                      capture_grads=("grad_E", "grad_W"), capture_logits=True,
                                      logits_matmul=cfg.logits_matmul, matmul=cfg.matmul, autocast_cache=False)
             self._graph = CudaStepGraph(body, list(self.model.parameters()), inputs, targets)
-        if not self._graph.fits(inputs, targets):  # a short last batch of an epoch: this step runs eagerly
-            self.optimizer.zero_grad(set_to_none=True)
-            return train_step(self.model, self.optimizer, inputs, targets, lr, self.optim_cfg.max_grad_norm, step,
-                              capture_grads, capture_logits, cfg.logits_matmul, cfg.matmul)
-        out: Backward = self._graph.replay(inputs, targets)
+        return self._graph
+
+    def _graph_step(self, graph: CudaStepGraph, inputs: torch.Tensor, targets: torch.Tensor, lr: float, step: int,
+                    capture_grads: tuple[str, ...], capture_logits: bool) -> StepResult:
+        """The step with its forward and backward replayed from the CUDA graph, then the eager update."""
+        out: Backward = graph.replay(inputs, targets)
         update(self.optimizer, lr)
         # Copies: the next replay overwrites the graph's outputs, and the recorder reads these later.
         grads = {name: out.grads[name].clone() for name in capture_grads}

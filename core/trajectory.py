@@ -26,8 +26,8 @@ import torch
 
 from core.bf16 import from_bits, is_hdf5_bfloat16
 from core.encoding import DELTA_GROUP, read_decoded
-from core.token_tables import OPTIONAL_TABLES, TokenTables
 from core.recorder import FORMAT_VERSION
+from core.token_tables import OPTIONAL_TABLES, TokenTables
 
 Index = int | slice | np.ndarray | list[int]
 

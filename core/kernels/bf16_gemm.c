@@ -15,6 +15,7 @@
  * result against torch before any use). */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* acc + x * y as torch's build computes `acc += x * y`: one fused multiply-add where it
@@ -43,6 +44,16 @@ static inline uint16_t float_to_bf16(float f) { /* c10::BFloat16's round_to_near
     memcpy(&u, &f, sizeof u);
     uint32_t rounding_bias = ((u >> 16) & 1) + 0x7FFF;
     return (uint16_t)((u + rounding_bias) >> 16);
+}
+
+/* ci[j] = bf16(sums[j]), or bf16(bias + sums[j]) as torch's addmm (beta = alpha = 1) rounds
+ * it, for j < w; bi: NULL, or the bias row with column stride bias_cs. */
+static inline void store_row(uint16_t *ci, const float *sums, int64_t w, const uint16_t *bi, int64_t bias_cs) {
+    if (bi == NULL) {
+        for (int64_t j = 0; j < w; j++) ci[j] = float_to_bf16(sums[j]);
+    } else {
+        for (int64_t j = 0; j < w; j++) ci[j] = float_to_bf16(bf16_to_float(bi[j * bias_cs]) + sums[j]);
+    }
 }
 
 /* Rows [0, m) of C. a: (m, k) with row stride lda; b: (k, n) with row stride ldb; bias:
@@ -82,15 +93,10 @@ void bf16_gemm_rowrow(int64_t m, int64_t n, int64_t k, const uint16_t *a, int64_
             }
             for (int64_t r = 0; r < h; r++) {
                 const int64_t i = i0 + r;
-                uint16_t *ci = c + i * ldc + j0;
                 const float *p0 = p[r][0], *p1 = p[r][1], *p2 = p[r][2], *p3 = p[r][3];
-                if (bias == NULL) {
-                    for (int64_t j = 0; j < w; j++) ci[j] = float_to_bf16(((p0[j] + p1[j]) + p2[j]) + p3[j]);
-                } else {
-                    const uint16_t *bi = bias + i * bias_rs + j0 * bias_cs;
-                    for (int64_t j = 0; j < w; j++)
-                        ci[j] = float_to_bf16(bf16_to_float(bi[j * bias_cs]) + (((p0[j] + p1[j]) + p2[j]) + p3[j]));
-                }
+                float sums[COLS];
+                for (int64_t j = 0; j < w; j++) sums[j] = ((p0[j] + p1[j]) + p2[j]) + p3[j];
+                store_row(c + i * ldc + j0, sums, w, bias ? bias + i * bias_rs + j0 * bias_cs : NULL, bias_cs);
             }
         }
     }
@@ -109,8 +115,6 @@ void bf16_gemm_rowrow(int64_t m, int64_t n, int64_t k, const uint16_t *a, int64_
  *     tail vector that is summed the same way and added (even when empty: + 0.0);
  *   then each leftover element's product is added in order.
  * ------------------------------------------------------------------------------------- */
-#include <stdlib.h>
-
 #define JB 16 /* outputs per block (columns of C), across which everything is vectorized */
 
 static inline float lane_sum(const float v[8][JB], int64_t jj) {
@@ -189,13 +193,7 @@ int bf16_gemm_rowcol(int64_t m, int64_t n, int64_t k, const uint16_t *a, int64_t
                 const float *wl = w + l * JB;
                 for (int64_t jj = 0; jj < JB; jj++) red[jj] = MAC(red[jj], x, wl[jj]);
             }
-            uint16_t *ci = c + i * ldc + j0;
-            if (bias == NULL) {
-                for (int64_t jj = 0; jj < h; jj++) ci[jj] = float_to_bf16(red[jj]);
-            } else {
-                const uint16_t *bi = bias + i * bias_rs + j0 * bias_cs;
-                for (int64_t jj = 0; jj < h; jj++) ci[jj] = float_to_bf16(bf16_to_float(bi[jj * bias_cs]) + red[jj]);
-            }
+            store_row(c + i * ldc + j0, red, h, bias ? bias + i * bias_rs + j0 * bias_cs : NULL, bias_cs);
         }
     }
     free(af);
