@@ -5,7 +5,9 @@ fallback path: on a 2-core AVX2 machine they are ~90 % of a Flannel step, the LM
 three (B*T, 64) x (64, 10,000) products most of it, the blocks' 24 small ones
 (attention and MLP projections, forward and backward) the rest.
 
-Default (`matmul = "bf16"`), on a CPU: `RowSplitGemms`. Every fallback kernel computes
+Default (`matmul = "bf16"`), on a CPU where torch runs bf16 GEMMs through oneDNN (AVX-512
+CPUs, core/onednn.py): torch's own calls, untouched (oneDNN's kernels are fast and
+multi-threaded). On a CPU where it runs its fallback kernels: `RowSplitGemms`. Every fallback kernel computes
 each output element as its own float32 dot product, whose order of additions depends
 on K and the operands' layout, never on the number of rows M. Three of the four layouts
 run on one thread (measured, torch 2.13: row-major @ row-major, column-major @ anything;
@@ -41,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from core import native
+from core import native, onednn
 
 MATMULS = ("bf16", "fp32")
 
@@ -149,6 +151,7 @@ def gemm_mode(matmul: str, device: torch.device) -> contextlib.AbstractContextMa
         return Float32Gemms()
     if matmul != "bf16":
         raise ValueError(f"Unknown matmul {matmul!r}. Available: {', '.join(MATMULS)}.")
-    if device.type == "cpu" and (torch.get_num_threads() > 1 or native.kernel() is not None):
+    if device.type == "cpu" and not onednn.bf16_gemms_on_onednn() \
+            and (torch.get_num_threads() > 1 or native.kernel() is not None):
         return RowSplitGemms(torch.get_num_threads())
     return contextlib.nullcontext()

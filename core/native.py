@@ -16,7 +16,9 @@ part of each kernel's blocking, 1-D and 2-D biases, strided rows, exact cancella
 expose any other order of additions, an overflow that exposes a missing fused multiply-add);
 a single differing bit disables them for the process with a warning, and the step runs
 torch's own kernels. So does a missing compiler. `DEAD_TOKEN_HARNESS_NATIVE=off` turns
-them off. x86-64 only (torch's ARM kernels differ).
+them off. x86-64 only (torch's ARM kernels differ), and only where torch runs its fallback
+kernels: where it hands bf16 GEMMs to oneDNN (AVX-512 CPUs, core/onednn.py) they are
+neither built nor used.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ import threading
 from pathlib import Path
 
 import torch
+
+from core import onednn
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +127,10 @@ def kernel() -> ctypes.CDLL | None:
             return None
         if platform.machine().lower() not in ("x86_64", "amd64"):
             return None  # checked on x86-64 only; elsewhere torch's kernel
+        if onednn.bf16_gemms_on_onednn():
+            log.info("torch runs bf16 GEMMs through oneDNN on this CPU: the bf16 GEMM kernel (modelled on torch's "
+                     "fallback kernels) is not used")
+            return None
         try:
             lib = _load()
         except Exception as exc:  # no compiler, a read-only cache: torch's kernel, same bits, slower

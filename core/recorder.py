@@ -50,6 +50,7 @@ import h5py
 import numpy as np
 import torch
 
+from core import onednn
 from core.bf16 import hdf5_bfloat16, to_bits
 from core.encoding import COMPRESSIONS, DeltaEncoder, dataset_path, is_delta_coded, read_decoded, set_filters
 from core.h5clear import clear_status_flags
@@ -113,6 +114,8 @@ def environment() -> dict[str, str]:
         "platform": platform.platform(),
         "torch": torch.__version__,
         "torch_threads": str(torch.get_num_threads()),  # on a CPU the thread count changes reduction order, so bits
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the vector kernels torch picked (AVX2, AVX512, ...)
+        "cpu_bf16_gemm": "onednn" if onednn.bf16_gemms_on_onednn() else "fallback",  # which kernels add bf16 GEMMs
         "transformers": transformers.__version__,
         "tokenizers": tokenizers.__version__,
         "numpy": np.__version__,

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from core import native
+from core import native, onednn
 from core.gemm import Float32Gemms, RowSplitGemms, gemm_mode, single_threaded_layout
 
 bf16 = torch.bfloat16
@@ -129,7 +129,9 @@ def test_unknown_matmul_names_the_choices():
 
 def test_the_default_mode_on_a_cpu_splits_and_the_fp32_mode_upcasts():
     cpu = torch.device("cpu")
-    if torch.get_num_threads() > 1:
+    if onednn.bf16_gemms_on_onednn():  # torch's oneDNN kernels, untouched
+        assert not isinstance(gemm_mode("bf16", cpu), TorchDispatchMode)
+    elif torch.get_num_threads() > 1:
         assert isinstance(gemm_mode("bf16", cpu), RowSplitGemms)
     assert isinstance(gemm_mode("fp32", cpu), Float32Gemms)
     assert not isinstance(gemm_mode("bf16", torch.device("meta")), TorchDispatchMode)  # not a CPU: untouched

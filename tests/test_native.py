@@ -18,18 +18,23 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import native
+from core import native, onednn
 
 bf16 = torch.bfloat16
 ROOT = Path(__file__).resolve().parent.parent
 has_compiler = any(shutil.which(c) for c in ("cc", "gcc")) or "CC" in os.environ
 x86 = os.uname().machine in ("x86_64", "AMD64")
+# Child processes take this process's oneDNN switch (tests/test_fallback_kernels.py turns it off).
+CHILD_PRELUDE = f"import torch; torch.backends.mkldnn.enabled = {torch.backends.mkldnn.enabled}\n"
 
 
 @pytest.fixture(scope="module")
 def kernel():
     if not (has_compiler and x86):
         pytest.skip("the kernel is built on x86-64 machines with a C compiler")
+    if onednn.bf16_gemms_on_onednn():
+        pytest.skip("torch runs bf16 GEMMs through oneDNN on this CPU, not the fallback kernels the kernel repeats "
+                    "(tests/test_fallback_kernels.py runs this file under torch's AVX2 fallback kernels)")
     lib = native.kernel()
     assert lib is not None, "a C compiler is present but the kernel was not built or failed its check"
     return lib
@@ -110,7 +115,7 @@ def test_the_head_products_at_full_size(kernel):
 
 def test_turned_off_or_without_a_compiler_torch_runs_the_step(tmp_path):
     """DEAD_TOKEN_HARNESS_NATIVE=off, and CC naming no compiler: no kernel, no error, the default step runs."""
-    code = ("from core import native; from core.gemm import RowSplitGemms; import torch; "
+    code = CHILD_PRELUDE + ("from core import native; from core.gemm import RowSplitGemms; import torch; "
             "assert native.kernel() is None; m = RowSplitGemms(1); a = torch.ones(70, 9, dtype=torch.bfloat16)\n"
             "with m: p = a @ torch.ones(9, 5, dtype=torch.bfloat16)\n"
             "assert m.native_calls == 0 and bool((p == 9).all())")
@@ -119,7 +124,9 @@ def test_turned_off_or_without_a_compiler_torch_runs_the_step(tmp_path):
         result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                                 timeout=120)
         assert result.returncode == 0, result.stderr[-2000:]
-        if "CC" in extra:
+        if onednn.bf16_gemms_on_onednn():  # not even built: torch's oneDNN kernels run the GEMMs
+            assert "bf16 GEMM kernel" not in result.stderr and not (tmp_path / "cache").exists()
+        elif "CC" in extra:
             assert "bf16 GEMM kernel unavailable" in result.stderr and "no-such-cc" in result.stderr
 
 
@@ -137,7 +144,7 @@ def test_self_check_refuses_a_build_without_fused_multiply_adds(kernel, tmp_path
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     subprocess.run([compiler, *[f for f in native.flags() if f != "-DFUSED"], str(native.SOURCE), "-lm", "-o", str(unfused)],
                    check=True)
-    code = ("import ctypes; from core import native\n"
+    code = CHILD_PRELUDE + ("import ctypes; from core import native\n"
             f"native._kernel = native.bind(ctypes.CDLL({str(unfused)!r}))\n"
             "print(native._self_check())")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)

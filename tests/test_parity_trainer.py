@@ -15,7 +15,7 @@ import pytest
 import torch
 
 pytest.importorskip("accelerate")
-from core import native  # noqa: E402
+from core import native, onednn  # noqa: E402
 from core.data import DataConfig  # noqa: E402
 from core.gemm import RowSplitGemms  # noqa: E402
 from core.model import InitConfig, ModelConfig, build_model  # noqa: E402
@@ -50,8 +50,9 @@ def run_trainer(ids: torch.Tensor, config: str, tmp_path) -> list[tuple[torch.Te
 
 
 def run_core(ids: torch.Tensor, config: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The core's default step; on a CPU its bf16 GEMMs run through core/native's kernels
-    (or, without them, split by rows over >= 2 torch threads: core.gemm.RowSplitGemms)."""
+    """The core's default step. On a CPU where torch runs bf16 GEMMs through oneDNN, torch's
+    own calls; where it runs its fallback kernels, through core/native's kernels (or,
+    without them, split by rows over >= 2 torch threads: core.gemm.RowSplitGemms)."""
     tied, lr, wd, max_grad_norm = CONFIGS[config]
     splits_before, native_before = RowSplitGemms.total_splits, RowSplitGemms.total_native
     training = Training(
@@ -68,7 +69,10 @@ def run_core(ids: torch.Tensor, config: str) -> list[tuple[torch.Tensor, torch.T
         if max_grad_norm < 1.0:
             assert result.grad_norm > max_grad_norm, "clipping must act for this config to test it"
         frames.append((training.tensor("E").clone(), training.tensor("W").clone()))
-    if native.kernel() is not None:
+    if onednn.bf16_gemms_on_onednn():
+        assert (RowSplitGemms.total_native, RowSplitGemms.total_splits) == (native_before, splits_before), \
+            "with oneDNN the step must run torch's own GEMM calls"
+    elif native.kernel() is not None:
         assert RowSplitGemms.total_native > native_before, "the step ran no GEMM natively: parity proves less"
     elif torch.get_num_threads() > 1:
         assert RowSplitGemms.total_splits > splits_before, "the default CPU step split no GEMM: parity proves less"

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from core import onednn
 from core.bf16 import from_bits, hdf5_bfloat16, to_bits
 from core.data import DataConfig
 from core.model import ModelConfig
@@ -182,6 +183,8 @@ def test_metadata_and_token_tables(tmp_path, random_ids):
         assert m["format_version"] == 1 and m["frames_complete"] == 3 and m["record_every"] == 1
         assert m["scenario"] == meta["scenario"] and m["seeds"] == [42, 42] and m["git_commit"] is None
         assert m["environment"]["torch"] == torch.__version__
+        assert m["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+        assert m["environment"]["cpu_bf16_gemm"] == ("onednn" if onednn.bf16_gemms_on_onednn() else "fallback")
         assert traj.counts.sum() == len(random_ids)
         assert traj.dead_mask.dtype == bool and traj.dead_mask.sum() == 300
         assert len(traj.live) == 700

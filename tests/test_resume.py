@@ -356,6 +356,20 @@ def test_an_interrupted_run_resumes_in_process_too(interrupted, scenario, refere
     assert resumed_at(path) == [7]
 
 
+def test_a_resume_on_a_cpu_with_other_gemm_kernels_warns(interrupted, scenario, caplog):
+    """The file says its first steps ran on the other kind of CPU kernels: the continuation's bits
+    may differ from an uninterrupted run, so the resume says so, naming what changed."""
+    out, path = interrupted
+    with h5py.File(path, "a") as f:
+        environment = json.loads(f.attrs["environment"])
+        now = environment["cpu_bf16_gemm"]
+        environment["cpu_bf16_gemm"] = then = {"onednn": "fallback", "fallback": "onednn"}[now]
+        f.attrs["environment"] = json.dumps(environment)
+    with caplog.at_level("WARNING", logger="harness.resume"):
+        assert main(["run", str(scenario), "--out", str(out), "--resume", "-q", "--no-check"]) == 0
+    assert f"another environment than it began in (cpu_bf16_gemm {then} -> {now})" in caplog.text
+
+
 # ------------------------------------------------------------------ full disk
 @pytest.fixture()
 def file_size_limit():
