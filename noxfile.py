@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import os
+import platform
 from pathlib import Path
 
 import nox
@@ -13,8 +16,14 @@ nox.options.default_venv_backend = "venv"
 CONSTRAINTS = ("-c", "constraints.txt")
 
 
-def install_project(session: nox.Session, extras: str = "test") -> None:
-    session.install(*CONSTRAINTS, "-e", f".[{extras}]")
+def machine_name() -> str:
+    """System, architecture, cores and a hash of the CPU's model and feature flags: machines that
+    share a name but not their CPU kernels (AVX2 vs AVX-512: 10x apart here) never compare."""
+    spec = importlib.util.spec_from_file_location("cpu_info", Path(__file__).parent / "core" / "cpu_info.py")
+    cpu_info = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cpu_info)  # standard library only: no torch in nox's own environment
+    digest = hashlib.sha256(cpu_info.cpu_description().encode()).hexdigest()[:8]
+    return f"{platform.system()}-{platform.machine()}-{os.cpu_count()}cpu-{digest}"
 
 
 @nox.session
@@ -28,10 +37,8 @@ def tests(session: nox.Session) -> None:
 def benchmarks(session: nox.Session) -> None:
     """Benchmarks: saves each run per machine and fails on a mean regression over 10 %
     against the last saved run of the same machine (first run: nothing to compare)."""
-    import platform
-
     install_project(session)
-    machine = f"{platform.system()}-{platform.machine()}-{os.cpu_count()}cpu"
+    machine = machine_name()
     storage = f"file://.benchmarks/{machine}"
     args = ["--benchmark-autosave", f"--benchmark-storage={storage}", "--benchmark-columns=mean,stddev,rounds"]
     if list(Path(".benchmarks", machine).glob("*/*.json")):
@@ -44,9 +51,10 @@ def scenarios(session: nox.Session) -> None:
     """Every scenario at full scale: runs/<name>.h5 with a report (runs/<name>_report/), a verdict
     per expectation, runs/summary.json.
 
-    Long: the seed scenarios are minutes on a GPU and hours on a 2-core CPU. Pass pytest
-    args after --, e.g. `nox -s scenarios -- -k flannel_7 --device cuda`; on a CPU,
-    `-- --set train.matmul=fp32` (float32 GEMMs, opt-in, not bit-identical) is ~7x faster.
+    Long: the seed scenarios are minutes on a GPU or an AVX-512 CPU, hours on a 2-core AVX2-only
+    CPU. Pass pytest args after --, e.g. `nox -s scenarios -- -k flannel_7 --device cuda`; on an
+    AVX2-only CPU, `-- --set train.matmul=fp32` (float32 GEMMs, opt-in, not bit-identical) is
+    ~1.5x faster (README: Devices).
     """
     install_project(session)
     session.run("python", "-m", "pytest", "scenarios", "--scale", "full", "--runs-dir", "runs", "--report", "-p",

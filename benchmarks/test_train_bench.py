@@ -24,6 +24,7 @@ import pytest
 import torch
 
 from conftest import available_devices
+from core import onednn
 from core.data import DataConfig
 from core.device import synchronize
 from core.host_memory import host_memory_reuse
@@ -33,6 +34,16 @@ from core.run import frame_tensors
 from core.train import Training, TrainConfig
 
 STEPS_PER_ROUND = {"cpu": 1, "cuda": 50, "mps": 10}
+PAIRS = {"cpu": 6, "cuda": 200, "mps": 50}
+# A CPU whose bf16 GEMMs run on oneDNN steps in ~0.15 s, not ~1.5 s (AVX2): 10x the steps there, so
+# that a round lasts >= 1 s and amortises the seeds' Trainer.train() setup (~0.5 s) as its 1,000-step
+# runs did. Fixed per kind of machine, so that the runs saved on one machine compare.
+FAST_CPU_FACTOR = 10
+
+
+def per_machine(counts: dict[str, int], device: torch.device) -> int:
+    fast_cpu = device.type == "cpu" and onednn.bf16_gemms_on_onednn()
+    return counts[device.type] * (FAST_CPU_FACTOR if fast_cpu else 1)
 ROUNDS, WARMUP_ROUNDS = 3, 1
 _steps_per_s: dict[tuple, float] = {}
 
@@ -71,7 +82,7 @@ def test_seeds_method_steps_per_second(benchmark, tmp_path, device, tied):
     pytest.importorskip("accelerate")
     from harness.seed_trainer import RecordEW, SeedRun, notebook_trainer
 
-    n = STEPS_PER_ROUND[torch.device(device).type]
+    n = per_machine(STEPS_PER_ROUND, torch.device(device))
     ids = corpus_ids()
     recorders = []
 
@@ -114,7 +125,7 @@ def test_train_steps_per_second(benchmark, bench_dir, device, tied, recording, l
     if recording != "off":
         writer = TrajectoryWriter(bench_dir / f"bench-{device}-{tied}.h5", vocab_size=10_000, dim=64, tied=tied,
                                   config=RecordConfig(tensors=["W"]), device=training.device, overwrite=True)
-    n = STEPS_PER_ROUND[training.device.type]
+    n = per_machine(STEPS_PER_ROUND, training.device)
     append_seconds = []  # the training thread's own cost of recording: the copy into a host buffer
 
     def run_steps():
@@ -150,9 +161,6 @@ def test_train_steps_per_second(benchmark, bench_dir, device, tied, recording, l
     assert training.steps_done == (ROUNDS + WARMUP_ROUNDS) * n
 
 
-PAIRS = {"cpu": 6, "cuda": 200, "mps": 50}
-
-
 @pytest.mark.parametrize("device", available_devices())
 def test_recording_overhead_paired(benchmark, bench_dir, device):
     """The cost of every-step W recording, measured step against step in one Training.
@@ -166,7 +174,7 @@ def test_recording_overhead_paired(benchmark, bench_dir, device):
                         train_cfg=TrainConfig(steps=10**6, device=device))
     writer = TrajectoryWriter(bench_dir / f"paired-{device}.h5", vocab_size=10_000, dim=64, tied=True,
                               config=RecordConfig(tensors=["W"]), device=training.device, overwrite=True)
-    pairs = PAIRS[training.device.type]
+    pairs = per_machine(PAIRS, training.device)
     seconds: dict[bool, list[float]] = {False: [], True: []}
 
     def step(record: bool) -> float:

@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 
 from core import onednn
+from core.cpu_info import cpu_description
 
 log = logging.getLogger(__name__)
 
@@ -65,27 +66,13 @@ def cache_dir() -> Path:
     return Path(root) / "native"
 
 
-def _cpu_name() -> str:
-    """The CPU's model and feature flags (-march=native builds for exactly these)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        lines = []
-    found = {}
-    for line in lines:
-        key = line.split(":", 1)[0].strip()
-        if key in ("model name", "flags") and key not in found:
-            found[key] = line
-    return "\n".join(found.values()) or platform.processor() or platform.machine()
-
-
 def _compile() -> Path:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         raise RuntimeError("no C compiler (cc, gcc or $CC) found")
     source = SOURCE.read_bytes()
     options = flags()
-    key = hashlib.sha256(b"\0".join([source, " ".join(options).encode(), compiler.encode(), _cpu_name().encode(),
+    key = hashlib.sha256(b"\0".join([source, " ".join(options).encode(), compiler.encode(), cpu_description().encode(),
                                      platform.machine().encode()])).hexdigest()[:16]
     target = cache_dir() / f"bf16_gemm-{key}.so"
     if target.is_file():
