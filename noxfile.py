@@ -26,6 +26,10 @@ def machine_name() -> str:
     return f"{platform.system()}-{platform.machine()}-{os.cpu_count()}cpu-{digest}"
 
 
+def install_project(session: nox.Session, extras: str = "test") -> None:
+    session.install(*CONSTRAINTS, "-e", f".[{extras}]")
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """Unit and integration tests of core and harness (pass pytest args after --)."""

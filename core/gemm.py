@@ -7,8 +7,8 @@ three (B*T, 64) x (64, 10,000) products most of it, the blocks' 24 small ones
 
 Default (`matmul = "bf16"`), on a CPU where torch runs bf16 GEMMs through oneDNN (AVX-512
 CPUs, core/onednn.py): torch's own calls, untouched (oneDNN's kernels are fast and
-multi-threaded). On a CPU where it runs its fallback kernels: `RowSplitGemms`. Every fallback kernel computes
-each output element as its own float32 dot product, whose order of additions depends
+multi-threaded). On a CPU where it runs its fallback kernels: `RowSplitGemms`. Every
+fallback kernel computes each output element as its own float32 dot product, whose order of additions depends
 on K and the operands' layout, never on the number of rows M. Three of the four layouts
 run on one thread (measured, torch 2.13: row-major @ row-major, column-major @ anything;
 row-major @ column-major is already parallel). For those, the mode splits the output's
