@@ -161,8 +161,9 @@ def test_train_steps_per_second(benchmark, bench_dir, device, tied, recording, l
     assert training.steps_done == (ROUNDS + WARMUP_ROUNDS) * n
 
 
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
 @pytest.mark.parametrize("device", available_devices())
-def test_recording_overhead_paired(benchmark, bench_dir, device):
+def test_recording_overhead_paired(benchmark, bench_dir, device, tied):
     """The cost of every-step W recording, measured step against step in one Training.
 
     Separate benchmark cases (above) compare runs minutes apart, with +-5 % noise on a CPU.
@@ -170,9 +171,9 @@ def test_recording_overhead_paired(benchmark, bench_dir, device):
     writer's threads running throughout as in a real run; the ratio of median step times
     is the overhead (goal: steps/s with recording >= 0.95 x without).
     """
-    training = Training(corpus_ids(), ModelConfig(tied=True), data_cfg=DataConfig(),
+    training = Training(corpus_ids(), ModelConfig(tied=tied), data_cfg=DataConfig(),
                         train_cfg=TrainConfig(steps=10**6, device=device))
-    writer = TrajectoryWriter(bench_dir / f"paired-{device}.h5", vocab_size=10_000, dim=64, tied=True,
+    writer = TrajectoryWriter(bench_dir / f"paired-{device}-{tied}.h5", vocab_size=10_000, dim=64, tied=tied,
                               config=RecordConfig(tensors=["W"]), device=training.device, overwrite=True)
     pairs = per_machine(PAIRS, training.device)
     seconds: dict[bool, list[float]] = {False: [], True: []}
@@ -191,12 +192,12 @@ def test_recording_overhead_paired(benchmark, bench_dir, device):
             for record in ((False, True) if i % 2 == 0 else (True, False)):
                 seconds[record].append(step(record))
 
-    benchmark.group = f"recording-overhead-{device}"
+    benchmark.group = f"recording-overhead-{device}-{'tied' if tied else 'untied'}"
     benchmark.pedantic(run_pairs, rounds=1, iterations=1)
     writer.close()
     off, on = float(np.median(seconds[False])), float(np.median(seconds[True]))
-    benchmark.extra_info.update(shape_info(device, True, 1), pairs=pairs, median_step_s_off=round(off, 4),
+    benchmark.extra_info.update(shape_info(device, tied, 1), pairs=pairs, median_step_s_off=round(off, 4),
                                 median_step_s_on=round(on, 4), ratio_to_no_recording=round(off / on, 4))
-    print(f"\n{device}: {pairs} ABBA pairs, median step {off * 1e3:.1f} ms without, {on * 1e3:.1f} ms with a W "
+    print(f"\n{device} tied={tied}: {pairs} ABBA pairs, median step {off * 1e3:.1f} ms without, {on * 1e3:.1f} ms with a W "
           f"frame: steps/s ratio {off / on:.3f}")
     assert len(seconds[True]) == len(seconds[False]) == pairs
