@@ -1,9 +1,12 @@
 """Training steps/s at the Flannel-1 shape, per device: the harness vs the seeds' method.
 
     nox -s benchmarks -- -k train
-    nox -s benchmarks -- -k paired      # the recording overhead, step against step
+    nox -s benchmarks -- -k overhead    # the recording overhead, step against step
+    nox -s benchmarks -- -k vs_seeds    # the harness vs the seeds' method, round against round
 
-The seeds' method runs first so that the ratios can be taken. Flannel-1 shape: batch 32 x 128 tokens, vocab 10,000, dim 64, 2 layers, bf16. Each case
+The seeds' method runs first so that the ratios can be taken (and before any harness step:
+a Training keeps freed host memory process-wide, core/host_memory.py, which the seeds did not).
+Flannel-1 shape: batch 32 x 128 tokens, vocab 10,000, dim 64, 2 layers, bf16. Each case
 reports steps/s in `extra_info`; printed ratios (with -s):
 - "with recording / without": the cost of streaming W to HDF5 every step (goal >= 0.95);
 - "harness / seeds' method": the core's step vs transformers' Trainer as notebook 1.20a
@@ -17,13 +20,16 @@ reports steps/s in `extra_info`; printed ratios (with -s):
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import available_devices
+from conftest import available_devices, corpus_ids
 from core import onednn
 from core.data import DataConfig
 from core.device import synchronize
@@ -46,11 +52,6 @@ def per_machine(counts: dict[str, int], device: torch.device) -> int:
     return counts[device.type] * (FAST_CPU_FACTOR if fast_cpu else 1)
 ROUNDS, WARMUP_ROUNDS = 3, 1
 _steps_per_s: dict[tuple, float] = {}
-
-
-def corpus_ids() -> torch.Tensor:
-    """400k ids over the first 6,300 of 10,000: the dead share of the default bundle."""
-    return torch.tensor(np.random.default_rng(0).integers(0, 6300, size=400_000))
 
 
 def shape_info(device: str, tied: bool, n: int) -> dict:
@@ -201,3 +202,92 @@ def test_recording_overhead_paired(benchmark, bench_dir, device, tied):
     print(f"\n{device} tied={tied}: {pairs} ABBA pairs, median step {off * 1e3:.1f} ms without, {on * 1e3:.1f} ms with a W "
           f"frame: steps/s ratio {off / on:.3f}")
     assert len(seconds[True]) == len(seconds[False]) == pairs
+
+
+SEEDS_PAIRS = 4  # ABBA pairs of rounds: seeds' Trainer round, harness round
+
+
+@pytest.mark.parametrize("trainer_in", ["child", "same-process"])
+@pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
+@pytest.mark.parametrize("device", available_devices())
+def test_harness_vs_seeds_method_paired(benchmark, bench_dir, tmp_path, device, tied, trainer_in):
+    """The CPU goal's figure (harness >= 3x the seeds' method, W recorded every step), round
+    against round in one run.
+
+    The separate cases above time the Trainer and the harness minutes apart; on a shared
+    machine one of them can land in a slow spell (seen: one case at 0.64x its usual speed
+    for all its rounds). Here rounds of n steps alternate in ABBA order: one `trainer.train()`
+    (a Trainer built outside the timing, E and W kept in RAM every step) and n harness steps
+    with a W frame streamed to HDF5 every step; the ratio of median round times is the figure.
+
+    trainer_in "child": the Trainer rounds run in a process of their own (benchmarks/
+    seeds_child.py) with glibc's allocator defaults, as the seeds ran: the goal's figure.
+    "same-process": in this process, which keeps freed host memory for the harness
+    (core/host_memory.py, process-wide): how much of the lead is the step itself, not the
+    allocator setting.
+    """
+    pytest.importorskip("accelerate")
+    from harness.seed_trainer import RecordEW, SeedRun, notebook_trainer
+
+    dev = torch.device(device)
+    n = per_machine(STEPS_PER_ROUND, dev)
+    ids = corpus_ids()
+    training = Training(ids, ModelConfig(tied=tied), data_cfg=DataConfig(),
+                        train_cfg=TrainConfig(steps=10**6, device=device))
+    writer = TrajectoryWriter(bench_dir / f"vs-seeds-{device}-{tied}.h5", vocab_size=10_000, dim=64, tied=tied,
+                              config=RecordConfig(tensors=["W"]), device=training.device, overwrite=True)
+    seconds: dict[str, list[float]] = {"seeds": [], "harness": []}
+    child = None
+    if trainer_in == "child":
+        here = Path(__file__).parent
+        child = subprocess.Popen([sys.executable, str(here / "seeds_child.py"), device, str(tied), str(n),
+                                  str(tmp_path / "trainer")], cwd=here, stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def seeds_round() -> float:
+        if child is not None:
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            while not (line := child.stdout.readline()).startswith("seconds "):
+                assert line, f"benchmarks/seeds_child.py ended (exit code {child.poll()})"
+            return float(line.split()[1])
+        trainer = notebook_trainer(ids, SeedRun(tied=tied, steps=n, device=device), tmp_path / "trainer", RecordEW())
+        start = time.perf_counter()
+        trainer.train()
+        synchronize(dev)
+        return time.perf_counter() - start
+
+    def harness_round() -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            result = training.step()
+            writer.append(result.step, frame_tensors(training, writer.names, result), loss=result.loss)
+        synchronize(dev)
+        return time.perf_counter() - start
+
+    rounds = {"seeds": seeds_round, "harness": harness_round}
+
+    def run_pairs():
+        seeds_round(), harness_round()  # warm-up
+        for i in range(SEEDS_PAIRS):
+            for which in (("seeds", "harness") if i % 2 == 0 else ("harness", "seeds")):
+                seconds[which].append(rounds[which]())
+
+    benchmark.group = f"harness-vs-seeds-{device}-{'tied' if tied else 'untied'}"
+    try:
+        benchmark.pedantic(run_pairs, rounds=1, iterations=1)
+    finally:
+        writer.close()
+        if child is not None:
+            child.stdin.close()
+            child.wait(timeout=60)
+    seeds_s, harness_s = float(np.median(seconds["seeds"])), float(np.median(seconds["harness"]))
+    benchmark.extra_info.update(shape_info(device, tied, n), pairs=SEEDS_PAIRS, recording="W every step",
+                                trainer_in=trainer_in, seeds_steps_per_s=round(n / seeds_s, 3),
+                                harness_steps_per_s=round(n / harness_s, 3),
+                                ratio_to_seeds_method=round(seeds_s / harness_s, 3))
+    print(f"\n{device} tied={tied}, Trainer in {trainer_in}: {SEEDS_PAIRS} ABBA pairs of {n}-step rounds, seeds' "
+          f"Trainer {n / seeds_s:.3f} steps/s, harness with W every step {n / harness_s:.3f} steps/s: "
+          f"{seeds_s / harness_s:.2f}x")
+    assert len(seconds["seeds"]) == len(seconds["harness"]) == SEEDS_PAIRS
+    assert training.steps_done == n * (SEEDS_PAIRS + 1)
