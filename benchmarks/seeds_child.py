@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -19,15 +20,20 @@ from core.device import synchronize
 from harness.seed_trainer import RecordEW, SeedRun, notebook_trainer
 
 
+def seeds_round_seconds(ids: torch.Tensor, device: str, tied: bool, steps: int, out: str | Path) -> float:
+    """Seconds of one `trainer.train()` of `steps` steps, the Trainer built outside the timing."""
+    trainer = notebook_trainer(ids, SeedRun(tied=tied, steps=steps, device=device), out, RecordEW())
+    start = time.perf_counter()
+    trainer.train()
+    synchronize(torch.device(device))
+    return time.perf_counter() - start
+
+
 def main() -> None:
     device, tied, steps, out = sys.argv[1], sys.argv[2] == "True", int(sys.argv[3]), sys.argv[4]
     ids = corpus_ids()
     for _ in sys.stdin:
-        trainer = notebook_trainer(ids, SeedRun(tied=tied, steps=steps, device=device), out, RecordEW())
-        start = time.perf_counter()
-        trainer.train()
-        synchronize(torch.device(device))
-        print(f"seconds {time.perf_counter() - start}", flush=True)
+        print(f"seconds {seeds_round_seconds(ids, device, tied, steps, out)}", flush=True)
 
 
 if __name__ == "__main__":

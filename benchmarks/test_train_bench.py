@@ -45,13 +45,14 @@ PAIRS = {"cpu": 6, "cuda": 200, "mps": 50}
 # that a round lasts >= 1 s and amortises the seeds' Trainer.train() setup (~0.5 s) as its 1,000-step
 # runs did. Fixed per kind of machine, so that the runs saved on one machine compare.
 FAST_CPU_FACTOR = 10
+ROUNDS, WARMUP_ROUNDS = 3, 1
+_steps_per_s: dict[tuple, float] = {}
 
 
 def per_machine(counts: dict[str, int], device: torch.device) -> int:
+    """counts[device type], times FAST_CPU_FACTOR on a CPU whose bf16 GEMMs run on oneDNN."""
     fast_cpu = device.type == "cpu" and onednn.bf16_gemms_on_onednn()
     return counts[device.type] * (FAST_CPU_FACTOR if fast_cpu else 1)
-ROUNDS, WARMUP_ROUNDS = 3, 1
-_steps_per_s: dict[tuple, float] = {}
 
 
 def shape_info(device: str, tied: bool, n: int) -> dict:
@@ -199,8 +200,8 @@ def test_recording_overhead_paired(benchmark, bench_dir, device, tied):
     off, on = float(np.median(seconds[False])), float(np.median(seconds[True]))
     benchmark.extra_info.update(shape_info(device, tied, 1), pairs=pairs, median_step_s_off=round(off, 4),
                                 median_step_s_on=round(on, 4), ratio_to_no_recording=round(off / on, 4))
-    print(f"\n{device} tied={tied}: {pairs} ABBA pairs, median step {off * 1e3:.1f} ms without, {on * 1e3:.1f} ms with a W "
-          f"frame: steps/s ratio {off / on:.3f}")
+    print(f"\n{device} tied={tied}: {pairs} ABBA pairs, median step {off * 1e3:.1f} ms without, "
+          f"{on * 1e3:.1f} ms with a W frame: steps/s ratio {off / on:.3f}")
     assert len(seconds[True]) == len(seconds[False]) == pairs
 
 
@@ -227,7 +228,7 @@ def test_harness_vs_seeds_method_paired(benchmark, bench_dir, tmp_path, device, 
     allocator setting.
     """
     pytest.importorskip("accelerate")
-    from harness.seed_trainer import RecordEW, SeedRun, notebook_trainer
+    from seeds_child import seeds_round_seconds
 
     dev = torch.device(device)
     n = per_machine(STEPS_PER_ROUND, dev)
@@ -251,11 +252,7 @@ def test_harness_vs_seeds_method_paired(benchmark, bench_dir, tmp_path, device, 
             while not (line := child.stdout.readline()).startswith("seconds "):
                 assert line, f"benchmarks/seeds_child.py ended (exit code {child.poll()})"
             return float(line.split()[1])
-        trainer = notebook_trainer(ids, SeedRun(tied=tied, steps=n, device=device), tmp_path / "trainer", RecordEW())
-        start = time.perf_counter()
-        trainer.train()
-        synchronize(dev)
-        return time.perf_counter() - start
+        return seeds_round_seconds(ids, device, tied, n, tmp_path / "trainer")
 
     def harness_round() -> float:
         start = time.perf_counter()
