@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import resource
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +16,25 @@ import torch
 def corpus_ids() -> torch.Tensor:
     """400k ids over the first 6,300 of 10,000: the dead share of the default bundle."""
     return torch.tensor(np.random.default_rng(0).integers(0, 6300, size=400_000))
+
+
+def peak_rss_kib() -> int:
+    """This process's peak resident memory in KiB: the high-water mark of its own address space.
+
+    Not `getrusage().ru_maxrss` on Linux: a child started by `subprocess` inherits its
+    parent's peak there (the kernel keeps the larger across exec), so a small child of a
+    large pytest process reports the parent's figure (measured: a 14 MiB child of an 800 MiB
+    parent reads 813 MiB). /proc/self/status's VmHWM starts afresh at exec.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak  # bytes on macOS, KiB elsewhere
 
 
 def available_devices() -> list[str]:

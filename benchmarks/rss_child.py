@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import resource
 import sys
 
 import numpy as np
 import torch
 
+from conftest import peak_rss_kib
 from core.data import DataConfig
 from core.model import ModelConfig
 from core.recorder import PARAM_TENSORS, RecordConfig, TrajectoryWriter
@@ -29,7 +29,7 @@ def main() -> None:
     with TrajectoryWriter(path, vocab_size=2000, dim=64, tied=False, config=config) as writer:
         train_and_record(training, writer)
     written = writer.bytes_written
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kib = peak_rss_kib()
     print(f"{peak_kib} {written}")
 
 

@@ -4,10 +4,12 @@
 The 1,001-frame file, not a tiny one, is the baseline: glibc's allocator settles after a
 few hundred 16-frame chunks (measured: peak RSS rises from ~980 to ~1,090 MiB over the
 first ~300 frames, then stays flat), so a tiny file would measure that ramp, not growth.
-Each file's report runs twice and the lower peak counts: one run's peak can land ~250 MiB
-above another's for the same file (glibc's per-thread arenas; measured 2026-12-02: 1,423
-vs 1,161 MiB for 6,001 frames, whose pass stays flat: 1,116 / 1,102 / 1,119 MiB peaks in
-its thirds), while memory that grew with the file would show in both runs.
+Each file's report runs twice and the lower peak counts: one run's peak landed ~250 MiB
+above another's for the same file (measured 2026-12-02: 1,423 vs 1,161 MiB for 6,001
+frames, whose pass stays flat: 1,116 / 1,102 / 1,119 MiB peaks in its thirds), while memory
+that grew with the file would show in both runs. Those peaks were read with ru_maxrss,
+which a child inherits from its pytest parent; they are now the child's own VmHWM
+(conftest.peak_rss_kib): 1,126 vs 1,214 MiB for 1,001 vs 6,001 frames, 2026-12-02.
 
     nox -s benchmarks -- -k report
 

@@ -1,13 +1,16 @@
 """Keep freed host memory for reuse, so a CPU step's large temporaries cost no page faults.
 
-A Flannel step on a CPU allocates and frees ~1 GB of large tensors (the (B*T, 10,000)
-logits in bf16 and float32, log-softmax, its gradient, ...). glibc serves every block
-over 32 MB with a fresh mmap and unmaps it on free, so each step touches ~250,000 new
-pages: measured on a 2-core AVX2 machine, 0.7 s of system time per step with
+A Flannel step on a CPU allocates and frees large tensors: the (B*T, 10,000) logits and
+their gradient in bf16, 82 MB each (before core/loss.py's blockwise loss, also ~650 MB of
+float32 logits, log-softmax and gradients). glibc serves every block over 32 MB with a
+fresh mmap and unmaps it on free, so each step faults in every page of them anew: measured
+on a 2-core AVX2 machine with the old loss, 0.7 s of system time per step with
 `matmul = "fp32"` (1.08 s/step -> 0.76 s/step without it). `reuse_freed_host_memory()`
 tells glibc to serve large blocks from its heap and not to trim the heap, so the second
 step reuses the first one's pages. Process-wide and one-way; no effect on any value
-computed. Costs resident memory: a Flannel run holds ~1.8 GB instead of ~1.0 GB.
+computed. Costs resident memory: with the blockwise loss a Flannel run peaks at 655-680
+MiB instead of 620-650 MiB, at 5.5 instead of 3.5 steps/s (2-core AVX-512 CPU, 2026-12-02;
+with the Trainer's loss expression: 1.6-1.7 GiB instead of 1.0 GiB).
 Elsewhere than glibc (macOS, musl) it does nothing and says so; so does the environment
 variable DEAD_TOKEN_HARNESS_HOST_MEMORY=system (where resident memory matters more).
 """

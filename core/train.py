@@ -2,7 +2,7 @@
 
 Step k (1-based), exactly as transformers' Trainer(bf16=True, optim="adamw_torch"):
   forward under bf16 autocast -> logits (B, T, V) bf16 -> upcast to float32 ->
-  cross-entropy, mean over the targets that exist -> backward -> clip the global grad
+  cross-entropy, mean over the targets that exist (core/loss.py) -> backward -> clip the global grad
   norm -> AdamW step with lr * factor(k - 1) -> zero the gradients.
 """
 
@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from core.data import IGNORE_INDEX, Batches, DataConfig
+from core.data import Batches, DataConfig
 from core.device import resolve_device
 from core.gemm import gemm_mode
 from core.host_memory import reuse_freed_host_memory
 from core.lm_head import lm_logits
+from core.loss import causal_lm_loss
 from core.model import InitConfig, ModelConfig, build_model, embedding, is_tied, unembedding
 from core.optim import OptimConfig, build_optimizer, clip_gradients, lr_factor, set_lr
 from core.step_graph import CudaStepGraph
@@ -48,16 +48,6 @@ class StepResult:
     lr: float  # the LR this step used
     grads: dict[str, torch.Tensor] = field(default_factory=dict)  # pre-clip "grad_E"/"grad_W", (V, D) bf16
     logits_row: torch.Tensor | None = None  # (V,) bf16: sequence 0, last position (as the notebooks sampled)
-
-
-def causal_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """transformers' ForCausalLMLoss on pre-shifted targets: float32 logits, mean over targets.
-
-    logits (B, T, V) any dtype; targets (B, T) with IGNORE_INDEX where there is none.
-    """
-    return F.cross_entropy(
-        logits.float().view(-1, logits.size(-1)), targets.view(-1), ignore_index=IGNORE_INDEX, reduction="mean"
-    )
 
 
 @dataclass

@@ -15,9 +15,10 @@ import torch
 from core.data import DataConfig
 from core.gemm import gemm_mode
 from core.lm_head import lm_logits
+from core.loss import causal_lm_loss
 from core.model import InitConfig, ModelConfig, build_model
 from core.optim import OptimConfig
-from core.train import Training, TrainConfig, causal_lm_loss
+from core.train import Training, TrainConfig
 
 
 def bf16_ulp(x: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ pytest.importorskip("accelerate")
 from core import native, onednn  # noqa: E402
 from core.data import DataConfig  # noqa: E402
 from core.gemm import RowSplitGemms  # noqa: E402
+from core.loss import BlockwiseCrossEntropy, rows_per_block  # noqa: E402
 from core.model import InitConfig, ModelConfig, build_model  # noqa: E402
 from core.optim import OptimConfig  # noqa: E402
 from core.train import Training, TrainConfig  # noqa: E402
@@ -52,9 +53,11 @@ def run_trainer(ids: torch.Tensor, config: str, tmp_path) -> list[tuple[torch.Te
 def run_core(ids: torch.Tensor, config: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The core's default step. On a CPU where torch runs bf16 GEMMs through oneDNN, torch's
     own calls; where it runs its fallback kernels, through core/native's kernels (or,
-    without them, split by rows over >= 2 torch threads: core.gemm.RowSplitGemms)."""
+    without them, split by rows over >= 2 torch threads: core.gemm.RowSplitGemms). The
+    loss blockwise over rows (core/loss.py)."""
     tied, lr, wd, max_grad_norm = CONFIGS[config]
     splits_before, native_before = RowSplitGemms.total_splits, RowSplitGemms.total_native
+    losses_before = BlockwiseCrossEntropy.total_calls
     training = Training(
         ids,
         ModelConfig(vocab_size=VOCAB, tied=tied),
@@ -69,6 +72,8 @@ def run_core(ids: torch.Tensor, config: str) -> list[tuple[torch.Tensor, torch.T
         if max_grad_norm < 1.0:
             assert result.grad_norm > max_grad_norm, "clipping must act for this config to test it"
         frames.append((training.tensor("E").clone(), training.tensor("W").clone()))
+    assert BlockwiseCrossEntropy.total_calls == losses_before + STEPS, "the CPU step must take the blockwise loss"
+    assert rows_per_block(VOCAB) < 32 * 128, "one block of rows would leave the blockwise loss half tested"
     if onednn.bf16_gemms_on_onednn():
         assert (RowSplitGemms.total_native, RowSplitGemms.total_splits) == (native_before, splits_before), \
             "with oneDNN the step must run torch's own GEMM calls"
