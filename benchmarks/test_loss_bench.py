@@ -7,14 +7,15 @@ Both give the same bits (tests/test_loss.py). Measured:
   10,000, bf16), in this process: in `nox -s benchmarks` before any Training, so with
   glibc's own malloc settings (`host_memory_reuse` in extra_info says which), where the
   reference's four (N, V) float32 tensors cost fresh pages every call;
-- peak RSS and steps/s of Flannel-1 training steps with each loss, in a child process
-  apiece, alternating (goal: the blockwise loss saves >= 500 MiB of the reference's peak).
+- peak RSS and steps/s of Flannel-1 training steps with each loss (DEAD_TOKEN_HARNESS_LOSS),
+  in a child process apiece, alternating (goal: the blockwise loss saves >= 500 MiB of the reference's peak).
 Measured 2026-12-02 on a 2-core AVX-512 CPU: loss alone 288.6 vs 107.2 ms (2.69x); steps
 1,586 vs 650 MiB peak RSS, 4.50 vs 4.88 steps/s.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ import torch
 
 from core.data import IGNORE_INDEX
 from core.host_memory import host_memory_reuse
-from core.loss import causal_lm_loss, reference_causal_lm_loss
+from core.loss import LOSS_ENV, causal_lm_loss, reference_causal_lm_loss
 
 ROWS, VOCAB = 32 * 128, 10_000
 LOSSES = {"blockwise": causal_lm_loss, "reference": reference_causal_lm_loss}
@@ -67,8 +68,8 @@ def test_step_peak_rss_and_speed_paired(benchmark):
 
     def run_pairs() -> None:
         for loss in ("reference", "blockwise", "blockwise", "reference"):
-            out = subprocess.run([sys.executable, str(child), loss, str(RSS_STEPS)], capture_output=True,
-                                 text=True, check=True, cwd=child.parent)
+            out = subprocess.run([sys.executable, str(child), str(RSS_STEPS)], capture_output=True, text=True,
+                                 check=True, cwd=child.parent, env={**os.environ, LOSS_ENV: loss})
             peak_kib, steps_per_s = out.stdout.split()[-2:]
             runs[loss].append((int(peak_kib) / 1024, float(steps_per_s)))
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import raw_write_seconds
-from core.recorder import PARAM_TENSORS, RecordConfig, TrajectoryWriter
+from core.recorder import RecordConfig, TrajectoryWriter
 from core.trajectory import Trajectory
 
 V, D = 10_000, 64  # Flannel shape

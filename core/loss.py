@@ -20,21 +20,37 @@ system: core/host_memory.py) 2.0 -> 3.5 steps/s, the float32 tensors' page fault
 
 Elsewhere (CUDA, MPS), or with no gradient to compute, it is the reference expression
 itself: on a GPU the (N, V) temporaries are cheap and a loop of blocks costs launches.
+So it is with DEAD_TOKEN_HARNESS_LOSS=reference (to compare, or should a torch release
+change a kernel: the parity test would say so). The blockwise backward reads its upstream
+gradient on the host (a CPU scalar: no device to wait for) to tell an unscaled loss, whose
+gradient it has, from a scaled one, which it recomputes the reference way.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 import torch.nn.functional as F
 
 from core.data import IGNORE_INDEX
 
+LOSS_ENV = "DEAD_TOKEN_HARNESS_LOSS"  # "reference": the Trainer's expression on every device
+LOSS_PATHS = ("blockwise", "reference")
 _BLOCK_BYTES = 4 << 20  # a block's float32 log-softmax: ~4 MB, so a block's temporaries stay in cache
 
 
 def rows_per_block(vocab_size: int) -> int:
     """Rows of logits per block: a block's float32 log-softmax fills about `_BLOCK_BYTES`."""
     return max(1, _BLOCK_BYTES // (4 * vocab_size))
+
+
+def cpu_loss_path() -> str:
+    """"blockwise" (the default) or "reference", as DEAD_TOKEN_HARNESS_LOSS says."""
+    path = os.environ.get(LOSS_ENV, "blockwise")
+    if path not in LOSS_PATHS:
+        raise ValueError(f"{LOSS_ENV}={path!r} is not a loss path. Available: {', '.join(LOSS_PATHS)}.")
+    return path
 
 
 def reference_causal_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -52,7 +68,8 @@ def causal_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
     logits (B, T, V) or (N, V), any float dtype; targets (B, T) or (N,) int64.
     """
-    if logits.device.type != "cpu" or not (torch.is_grad_enabled() and logits.requires_grad):
+    if cpu_loss_path() == "reference" or logits.device.type != "cpu" or not (
+            torch.is_grad_enabled() and logits.requires_grad):
         return reference_causal_lm_loss(logits, targets)
     vocab = logits.size(-1)
     return BlockwiseCrossEntropy.apply(logits.reshape(-1, vocab), targets.reshape(-1), rows_per_block(vocab))

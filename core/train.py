@@ -148,6 +148,7 @@ class Training:
         self.device = resolve_device(self.train_cfg.device)
         if self.device.type == "cpu":
             reuse_freed_host_memory()  # the step's large temporaries: no fresh pages every step
+            gemm_mode(self.train_cfg.matmul, self.device)  # which GEMM kernels run: probed, built, before step 1
         self.batches = Batches(ids, self.data_cfg)
         self.model = build_model(self.model_cfg, self.init_cfg, self.device)
         self.optimizer = build_optimizer(self.model, self.optim_cfg)

@@ -108,6 +108,7 @@ def test_resume_mid_keyframe_interval_continues_the_xor_chain(tmp_path):
     with Trajectory(path) as resumed, Trajectory(straight) as reference:
         assert len(resumed) == 12
         assert torch.equal(resumed["W"][:], torch.stack(frames))
+        assert torch.equal(resumed["W"][:], reference["W"][:])
         with h5py.File(path, "r") as a, h5py.File(straight, "r") as b:  # the stored bits too
             np.testing.assert_array_equal(a["delta/W"][:], b["delta/W"][:])
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from core.data import IGNORE_INDEX
-from core.loss import BlockwiseCrossEntropy, causal_lm_loss, reference_causal_lm_loss, rows_per_block
+from core.loss import LOSS_ENV, BlockwiseCrossEntropy, causal_lm_loss, reference_causal_lm_loss, rows_per_block
 
 
 def logits_and_targets(n: int, vocab: int, spread: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,3 +96,20 @@ def test_without_a_gradient_it_is_the_reference_expression():
 @pytest.mark.parametrize("vocab, rows", [(10_000, 104), (1000, 1048), (3_000_000, 1)])
 def test_rows_per_block_keeps_a_block_near_four_megabytes(vocab, rows):
     assert rows_per_block(vocab) == rows
+
+
+def test_the_environment_can_ask_for_the_reference_path(monkeypatch):
+    logits, targets = logits_and_targets(50, 300, 1.0)
+    monkeypatch.setenv(LOSS_ENV, "reference")
+    calls = BlockwiseCrossEntropy.total_calls
+    loss, grad = loss_and_grad(causal_lm_loss, logits, targets)
+    assert BlockwiseCrossEntropy.total_calls == calls
+    ref_loss, ref_grad = loss_and_grad(reference_causal_lm_loss, logits, targets)
+    assert_same_bits(grad, ref_grad, "d loss / d logits")
+
+
+def test_an_unknown_loss_path_names_the_variable_and_the_choices(monkeypatch):
+    logits, targets = logits_and_targets(8, 30, 1.0)
+    monkeypatch.setenv(LOSS_ENV, "fused")
+    with pytest.raises(ValueError, match=r"DEAD_TOKEN_HARNESS_LOSS='fused' is not a loss path. Available: blockwise, reference"):
+        causal_lm_loss(logits.requires_grad_(), targets)

@@ -15,6 +15,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from core.data import DataConfig
+from core.loss import LOSS_ENV
 from core.model import InitConfig, ModelConfig
 from core.optim import OptimConfig
 from core.train import PARAM_TENSORS, Training, TrainConfig, forward_backward
@@ -60,7 +61,9 @@ def training(ids, tied: bool, device: str = "cpu", steps: int = 6, batch_size: i
 
 @pytest.mark.parametrize("numerics", [{}, {"logits_matmul": "fp32"}, {"matmul": "fp32"}], ids=["bf16", "fp32-head", "fp32-gemms"])
 @pytest.mark.parametrize("tied", [True, False], ids=["tied", "untied"])
-def test_forward_backward_asks_nothing_of_the_host(random_ids, tied, numerics):
+def test_forward_backward_asks_nothing_of_the_host(random_ids, tied, numerics, monkeypatch):
+    """With the loss a GPU runs (the reference expression; the blockwise loss is CPU-only)."""
+    monkeypatch.setenv(LOSS_ENV, "reference")
     t = training(random_ids, tied)
     inputs, targets = t.batches[0]
     with HostReads() as reads:
@@ -68,6 +71,15 @@ def test_forward_backward_asks_nothing_of_the_host(random_ids, tied, numerics):
                                capture_logits=True, autocast_cache=False, **numerics)
     assert reads.seen == [], f"the step reads device values on the host: {reads.seen}"
     assert out.loss.isfinite() and out.grad_norm > 0 and out.logits_row.shape == (1000,)
+
+
+def test_the_cpu_blockwise_loss_reads_only_its_upstream_gradient(random_ids):
+    """The CPU step's one host read: the blockwise backward's check for an unscaled loss."""
+    t = training(random_ids, tied=True)
+    inputs, targets = t.batches[0]
+    with HostReads() as reads:
+        forward_backward(t.model, inputs, targets, max_grad_norm=1.0, autocast_cache=False)
+    assert reads.seen == [str(aten._local_scalar_dense.default)], reads.seen
 
 
 def test_cuda_graph_is_ignored_off_cuda_with_a_warning(random_ids, caplog):
