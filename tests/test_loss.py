@@ -13,9 +13,9 @@ def logits_and_targets(n: int, vocab: int, spread: float, seed: int = 0) -> tupl
     """(n, vocab) bf16 logits and (n,) targets, every 7th target ignored (as a window's last ones)."""
     gen = torch.Generator().manual_seed(seed)
     logits = (torch.randn(n, vocab, generator=gen) * spread).to(torch.bfloat16)
-    # a few rows far below the rest: probabilities that underflow to float32 subnormals and to
-    # zero, the regime of a dead token's softmax
-    logits[::5, : vocab // 3] -= 90.0
+    # a third of every 5th row 70-100 below the rest: gradients that are bf16 subnormals or
+    # underflow to zero, the regime of a dead token's softmax
+    logits[::5, : vocab // 3] -= torch.linspace(70.0, 100.0, vocab // 3).to(torch.bfloat16)
     targets = torch.randint(0, vocab, (n,), generator=gen)
     targets[::7] = IGNORE_INDEX
     return logits, targets
@@ -48,6 +48,8 @@ def test_blockwise_loss_and_gradient_are_the_reference_bits(n, vocab, block_rows
     assert_same_bits(loss.reshape(1), ref_loss.reshape(1), "loss")
     assert_same_bits(grad, ref_grad, "d loss / d logits")
     assert bool((ref_grad != 0).any()), "a gradient of zeros would prove nothing"
+    magnitude = ref_grad.float().abs()
+    assert bool(((magnitude > 0) & (magnitude < torch.finfo(torch.bfloat16).tiny)).any()), "no subnormal gradient"
 
 
 def test_flannel_shape_through_the_public_function_under_autocast():
