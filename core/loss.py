@@ -14,7 +14,7 @@ and its backward see only that row), the target gradient is the value nll_loss_b
 writes (-(1/count), count over the whole batch), and the mean is nll_loss's own reduction
 over the same N picked log-probabilities in the same order (tests/test_loss.py, and the
 Trainer parity test, which runs it). Measured on a 2-core AVX-512 CPU, Flannel 1
-(benchmarks/test_loss_bench.py): peak RSS 1.59-1.74 GiB -> 655-680 MiB, steps/s 5.1-5.5 ->
+(benchmarks/test_loss_bench.py): peak RSS 1.43-1.74 GiB -> 650-680 MiB, steps/s 5.1-5.5 ->
 5.5; where freed host memory is not kept for reuse (macOS, DEAD_TOKEN_HARNESS_HOST_MEMORY=
 system: core/host_memory.py) 2.0 -> 3.5 steps/s, the float32 tensors' page faults gone.
 
@@ -37,7 +37,10 @@ from core.data import IGNORE_INDEX
 
 LOSS_ENV = "DEAD_TOKEN_HARNESS_LOSS"  # "reference": the Trainer's expression on every device
 LOSS_PATHS = ("blockwise", "reference")
-_BLOCK_BYTES = 4 << 20  # a block's float32 log-softmax: ~4 MB, so a block's temporaries stay in cache
+# A block's float32 log-softmax: ~2 MB, half a block per thread of a 2-core machine's 1 MB L2.
+# Measured in-step, Flannel 1, 2-core AVX-512 (10 ABBA rounds of 8 steps): 1 MB 127 ms/step,
+# 2 MB 125, 4 MB 129-131, 8 MB 140.
+_BLOCK_BYTES = 2 << 20
 
 
 def rows_per_block(vocab_size: int) -> int:

@@ -39,7 +39,7 @@ def assert_same_bits(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
     assert not bool(differ.any()), f"{what}: {int(differ.sum())} of {differ.numel()} elements differ in bits"
 
 
-@pytest.mark.parametrize("n, vocab, block_rows", [(61, 37, 8), (64, 1000, 64), (300, 1000, 7), (130, 10_000, 104)])
+@pytest.mark.parametrize("n, vocab, block_rows", [(61, 37, 8), (64, 1000, 64), (300, 1000, 7), (130, 10_000, 52)])
 @pytest.mark.parametrize("spread", [0.02, 3.0], ids=["init", "trained"])
 def test_blockwise_loss_and_gradient_are_the_reference_bits(n, vocab, block_rows, spread):
     logits, targets = logits_and_targets(n, vocab, spread)
@@ -53,7 +53,7 @@ def test_blockwise_loss_and_gradient_are_the_reference_bits(n, vocab, block_rows
 
 
 def test_flannel_shape_through_the_public_function_under_autocast():
-    """The step's call: (B, T, V) bf16 logits from the head, under CPU bf16 autocast, 40 blocks."""
+    """The step's call: (B, T, V) bf16 logits from the head, under CPU bf16 autocast, 79 blocks."""
     logits, targets = logits_and_targets(32 * 128, 10_000, 1.0, seed=1)
     logits, targets = logits.view(32, 128, 10_000), targets.view(32, 128)
     assert rows_per_block(10_000) < 32 * 128
@@ -95,8 +95,8 @@ def test_without_a_gradient_it_is_the_reference_expression():
     assert_same_bits(loss.reshape(1), reference_causal_lm_loss(logits, targets).reshape(1), "loss")
 
 
-@pytest.mark.parametrize("vocab, rows", [(10_000, 104), (1000, 1048), (3_000_000, 1)])
-def test_rows_per_block_keeps_a_block_near_four_megabytes(vocab, rows):
+@pytest.mark.parametrize("vocab, rows", [(10_000, 52), (1000, 524), (3_000_000, 1)])
+def test_rows_per_block_keeps_a_block_near_two_megabytes(vocab, rows):
     assert rows_per_block(vocab) == rows
 
 
