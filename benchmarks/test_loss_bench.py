@@ -9,8 +9,9 @@ Both give the same bits (tests/test_loss.py). Measured:
   reference's four (N, V) float32 tensors cost fresh pages every call;
 - peak RSS and steps/s of Flannel-1 training steps with each loss (DEAD_TOKEN_HARNESS_LOSS),
   in a child process apiece, alternating (goal: the blockwise loss saves >= 500 MiB of the reference's peak).
-Measured 2026-12-02 on a 2-core AVX-512 CPU: loss alone 288.6 vs 107.2 ms (2.69x); steps
-1,586 vs 650 MiB peak RSS, 4.50 vs 4.88 steps/s.
+Measured 2026-12-02 on a 2-core AVX-512 CPU (reference vs blockwise), three runs: the loss
+alone 285-342 vs 107-130 ms; steps 1,434-1,586 vs 650-654 MiB peak RSS, 4.28-5.22 vs
+5.30-5.56 steps/s.
 """
 
 from __future__ import annotations
