@@ -90,7 +90,7 @@ class BlockwiseCrossEntropy(torch.autograd.Function):
         n = logits.size(0)
         valid = targets != IGNORE_INDEX  # (N,)
         target_grad = -(1.0 / valid.sum().float())  # nll_loss_backward's value at a target: -(1 / count)
-        cols = targets.clamp(min=0).unsqueeze(1)  # (N, 1); an ignored row picks column 0, unused
+        cols = torch.where(valid, targets, 0).unsqueeze(1)  # (N, 1); an ignored row picks column 0, unused
         col_grad = torch.where(valid, target_grad, 0.0).unsqueeze(1)  # (N, 1) float32
         picked = torch.empty(n, 1, dtype=torch.float32)  # (N, 1): each row's target log-probability
         grad = torch.empty(logits.shape, dtype=logits.dtype)  # (N, V): what the Trainer's backward yields

@@ -115,3 +115,13 @@ def test_an_unknown_loss_path_names_the_variable_and_the_choices(monkeypatch):
     monkeypatch.setenv(LOSS_ENV, "fused")
     with pytest.raises(ValueError, match=r"DEAD_TOKEN_HARNESS_LOSS='fused' is not a loss path. Available: blockwise, reference"):
         causal_lm_loss(logits.requires_grad_(), targets)
+
+
+@pytest.mark.parametrize("bad", [-1, 300], ids=["negative", "past-the-vocab"])
+def test_a_target_outside_the_vocab_is_an_error_as_in_the_reference(bad):
+    logits, targets = logits_and_targets(16, 300, 1.0)
+    targets[3] = bad
+    with pytest.raises(IndexError, match=f"Target {bad} is out of bounds"):
+        loss_and_grad(reference_causal_lm_loss, logits, targets)
+    with pytest.raises(RuntimeError, match=f"index {bad} is out of bounds for dimension 1 with size 300"):
+        loss_and_grad(blockwise(4), logits, targets)
