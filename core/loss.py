@@ -108,6 +108,7 @@ class BlockwiseCrossEntropy(torch.autograd.Function):
         return loss
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # a second derivative through it is an error, not zeros
     def backward(ctx, upstream: torch.Tensor):
         grad, logits, targets = ctx.saved_tensors
         if upstream.item() == 1.0:  # a loss backpropagated as it is: the gradient computed in forward

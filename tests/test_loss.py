@@ -125,3 +125,11 @@ def test_a_target_outside_the_vocab_is_an_error_as_in_the_reference(bad):
         loss_and_grad(reference_causal_lm_loss, logits, targets)
     with pytest.raises(RuntimeError, match=f"index {bad} is out of bounds for dimension 1 with size 300"):
         loss_and_grad(blockwise(4), logits, targets)
+
+
+def test_a_second_derivative_through_the_blockwise_loss_is_an_error_not_zeros():
+    logits, targets = logits_and_targets(16, 50, 1.0)
+    leaf = logits.float().requires_grad_()
+    (grad,) = torch.autograd.grad(blockwise(4)(leaf, targets), leaf, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad"):
+        grad.sum().backward()
