@@ -33,6 +33,16 @@ _applied: bool | None = None  # None: not asked yet
 OPT_OUT_ENV = "DEAD_TOKEN_HARNESS_HOST_MEMORY"  # "system": leave glibc's defaults alone
 
 
+def _glibc_function(name: str):
+    """A glibc function by name, or None off Linux or where the C library lacks it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None
+
+
 def reuse_freed_host_memory() -> bool:
     """Ask glibc to keep freed memory for reuse (idempotent). True if it is now in effect."""
     global _applied
@@ -41,12 +51,8 @@ def reuse_freed_host_memory() -> bool:
     _applied = False
     if os.environ.get(OPT_OUT_ENV) == "system":
         log.info("%s=system: large temporaries are mapped and unmapped every step", OPT_OUT_ENV)
-    elif sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            mallopt = libc.mallopt
-        except (OSError, AttributeError):
-            mallopt = None
+    else:
+        mallopt = _glibc_function("mallopt")
         if mallopt is not None:
             _applied = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES))
     if not _applied:
@@ -57,3 +63,14 @@ def reuse_freed_host_memory() -> bool:
 def host_memory_reuse() -> bool:
     """Whether `reuse_freed_host_memory()` is in effect in this process."""
     return bool(_applied)
+
+
+def release_freed_host_memory() -> bool:
+    """Hand the heap's free pages back to the system now (glibc `malloc_trim(0)`); True if it did.
+
+    For after a one-off burst of small temporaries that glibc keeps mapped: tokenizing the
+    default corpus leaves ~210 MB of them (measured 2026-12-02: a run's RSS 617 -> 408 MB
+    after data preparation). Changes no value; does nothing off glibc.
+    """
+    malloc_trim = _glibc_function("malloc_trim")
+    return bool(malloc_trim(0)) if malloc_trim is not None else False

@@ -1,7 +1,7 @@
 """Child process for tests/test_host_memory.py: minor page faults per CPU training step.
 
-Batch 8 at the Flannel shape: the float32 logits (8 * 128 * 10,000 * 4 B = 41 MB) are
-over glibc's largest mmap threshold, as a real step's are. Prints one JSON line.
+Batch 8 at the Flannel shape with `matmul = "fp32"`: its float32 GEMM temporaries (8 * 128 *
+10,000 * 4 B = 41 MB) are over glibc's largest mmap threshold. Prints one JSON line.
 """
 
 import hashlib

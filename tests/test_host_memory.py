@@ -33,3 +33,30 @@ def test_reuse_cuts_page_faults_per_step_and_changes_no_value():
     # Measured: 7,500 vs 82,000 minor faults per step (the 41 MB float32 logits and their kin).
     assert reuse["faults_per_step"] < system["faults_per_step"] / 4, (reuse, system)
     assert reuse["W_sha256"] == system["W_sha256"]  # the bits of W after 5 steps
+
+
+RELEASE_CHILD = """
+import json
+import numpy as np
+from core.host_memory import release_freed_host_memory
+
+def rss_kib():
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS:"))
+
+blocks = [np.ones(64 * 1024 // 8) for _ in range(4000)]  # 256 MB of 64 KiB heap blocks, each touched
+kept = blocks[::100]  # a few survivors through the heap: glibc cannot trim its top by itself
+del blocks
+before = rss_kib()
+released = release_freed_host_memory()
+print(json.dumps({"released": released, "before_kib": before, "after_kib": rss_kib(), "kept": len(kept)}))
+"""
+
+
+def test_release_hands_a_fragmented_heap_back_to_the_system():
+    done = subprocess.run([sys.executable, "-c", RELEASE_CHILD], capture_output=True, text=True, cwd=REPO,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["released"] is True
+    # Measured: 272 -> 31 MiB. The freed 64 KiB blocks stay resident until the release.
+    assert out["before_kib"] - out["after_kib"] > 150 * 1024, out
