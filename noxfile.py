@@ -19,7 +19,7 @@ CONSTRAINTS = ("-c", "constraints.txt")
 def machine_name() -> str:
     """System, architecture, cores and a hash of the CPU's model and feature flags: machines that
     share a name but not their CPU kernels (AVX2 vs AVX-512: 10x apart here) never compare."""
-    spec = importlib.util.spec_from_file_location("cpu_info", Path(__file__).parent / "core" / "cpu_info.py")
+    spec = importlib.util.spec_from_file_location("cpu_info", Path(__file__).parent / "core" / "fast" / "cpu_info.py")
     cpu_info = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cpu_info)  # standard library only: no torch in nox's own environment
     digest = hashlib.sha256(cpu_info.cpu_description().encode()).hexdigest()[:8]

@@ -10,7 +10,9 @@ import torch
 from conftest import peak_rss_kib
 from core.data import DataConfig
 from core.model import ModelConfig
-from core.recorder import PARAM_TENSORS, RecordConfig, TrajectoryWriter
+from core.fast import choose_kernels
+from core.format import PARAM_TENSORS
+from core.recorder import RecordConfig, TrajectoryWriter
 from core.run import train_and_record
 from core.train import Training, TrainConfig
 
@@ -24,6 +26,7 @@ def main() -> None:
         ModelConfig(vocab_size=2000, tied=False),
         data_cfg=DataConfig(seq_len=32, batch_size=4),
         train_cfg=TrainConfig(steps=steps, device="cpu"),
+        kernels=choose_kernels(device="cpu"),
     )
     config = RecordConfig(tensors=list(PARAM_TENSORS) + ["logits"])
     with TrajectoryWriter(path, vocab_size=2000, dim=64, tied=False, config=config) as writer:

@@ -1,6 +1,6 @@
 """Flannel-1-shape CPU steps in a process of their own: python step_rss_child.py STEPS.
 
-The loss path is the environment's (DEAD_TOKEN_HARNESS_LOSS, core/loss.py). Prints the
+The loss path is the environment's (DEAD_TOKEN_HARNESS_LOSS, core/fast/__init__.py). Prints the
 peak RSS in KiB and the steps/s of the steps after the first two.
 """
 
@@ -10,6 +10,7 @@ import sys
 import time
 
 from conftest import corpus_ids, peak_rss_kib
+from core.fast import choose_kernels
 from core.train import Training, TrainConfig
 
 WARMUP_STEPS = 2
@@ -17,7 +18,8 @@ WARMUP_STEPS = 2
 
 def main() -> None:
     steps = int(sys.argv[1])
-    training = Training(corpus_ids(), train_cfg=TrainConfig(steps=WARMUP_STEPS + steps, device="cpu"))
+    training = Training(corpus_ids(), train_cfg=TrainConfig(steps=WARMUP_STEPS + steps, device="cpu"),
+                        kernels=choose_kernels(device="cpu"))
     for _ in range(WARMUP_STEPS):
         training.step()
     start = time.perf_counter()

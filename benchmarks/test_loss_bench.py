@@ -25,8 +25,10 @@ import pytest
 import torch
 
 from core.data import IGNORE_INDEX
-from core.host_memory import host_memory_reuse
-from core.loss import LOSS_ENV, causal_lm_loss, reference_causal_lm_loss
+from core.fast import LOSS_ENV
+from core.fast.host_memory import host_memory_reuse
+from core.fast.loss import causal_lm_loss
+from core.step import causal_lm_loss as reference_causal_lm_loss
 
 ROWS, VOCAB = 32 * 128, 10_000
 LOSSES = {"blockwise": causal_lm_loss, "reference": reference_causal_lm_loss}

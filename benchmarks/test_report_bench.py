@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.recorder import RecordConfig, TokenTables, TrajectoryWriter
+from core.recorder import RecordConfig, TrajectoryWriter
+from core.token_tables import TokenTables
 
 VOCAB, DIM = 10_000, 64
 DEAD = np.arange(VOCAB) >= 6300

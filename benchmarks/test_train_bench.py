@@ -30,10 +30,10 @@ import pytest
 import torch
 
 from conftest import available_devices, corpus_ids
-from core import onednn
+from core.fast import KernelConfig, choose_kernels, onednn
 from core.data import DataConfig
 from core.device import synchronize
-from core.host_memory import host_memory_reuse
+from core.fast.host_memory import host_memory_reuse
 from core.model import ModelConfig
 from core.recorder import RecordConfig, TrajectoryWriter
 from core.run import frame_tensors
@@ -121,8 +121,9 @@ def test_train_steps_per_second(benchmark, bench_dir, device, tied, recording, l
     if cuda_graph and torch.device(device).type != "cuda":
         pytest.skip("CUDA graphs need a CUDA device")
     training = Training(corpus_ids(), ModelConfig(tied=tied), data_cfg=DataConfig(),
-                        train_cfg=TrainConfig(steps=10**6, device=device, logits_matmul=head, matmul=matmul,
-                                              cuda_graph=cuda_graph))
+                        train_cfg=TrainConfig(steps=10**6, device=device),
+                        kernels=choose_kernels(KernelConfig(logits_matmul=head, matmul=matmul, cuda_graph=cuda_graph),
+                                               device))
     writer = None
     if recording != "off":
         writer = TrajectoryWriter(bench_dir / f"bench-{device}-{tied}.h5", vocab_size=10_000, dim=64, tied=tied,
@@ -174,7 +175,7 @@ def test_recording_overhead_paired(benchmark, bench_dir, device, tied):
     is the overhead (goal: steps/s with recording >= 0.95 x without).
     """
     training = Training(corpus_ids(), ModelConfig(tied=tied), data_cfg=DataConfig(),
-                        train_cfg=TrainConfig(steps=10**6, device=device))
+                        train_cfg=TrainConfig(steps=10**6, device=device), kernels=choose_kernels(device=device))
     writer = TrajectoryWriter(bench_dir / f"paired-{device}-{tied}.h5", vocab_size=10_000, dim=64, tied=tied,
                               config=RecordConfig(tensors=["W"]), device=training.device, overwrite=True)
     pairs = per_machine(PAIRS, training.device)
@@ -234,7 +235,7 @@ def test_harness_vs_seeds_method_paired(benchmark, bench_dir, tmp_path, device, 
     n = per_machine(STEPS_PER_ROUND, dev)
     ids = corpus_ids()
     training = Training(ids, ModelConfig(tied=tied), data_cfg=DataConfig(),
-                        train_cfg=TrainConfig(steps=10**6, device=device))
+                        train_cfg=TrainConfig(steps=10**6, device=device), kernels=choose_kernels(device=device))
     writer = TrajectoryWriter(bench_dir / f"vs-seeds-{device}-{tied}.h5", vocab_size=10_000, dim=64, tied=tied,
                               config=RecordConfig(tensors=["W"]), device=training.device, overwrite=True)
     seconds: dict[str, list[float]] = {"seeds": [], "harness": []}

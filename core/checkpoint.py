@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.recorder import FORMAT_VERSION
+from core.format import FORMAT_VERSION
 from core.train import Training
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,8 @@ from typing import Callable
 import torch
 
 from core.recorder import TrajectoryWriter
-from core.train import StepResult, Training
+from core.step import StepResult
+from core.train import Training
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Lazy reader of trajectory files (see core.recorder for the layout).
+"""Lazy reader of trajectory files (the layout: core/format.py).
 
     traj = Trajectory("runs/flannel_1.h5")
     traj["W"][0]              # (V, D) bf16 tensor, the initial W, bit-exact
@@ -26,7 +26,7 @@ import torch
 
 from core.bf16 import from_bits, is_hdf5_bfloat16
 from core.encoding import DELTA_GROUP, read_decoded
-from core.recorder import FORMAT_VERSION
+from core.format import FORMAT_VERSION
 from core.token_tables import OPTIONAL_TABLES, TokenTables
 
 Index = int | slice | np.ndarray | list[int]

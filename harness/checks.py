@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from core.recorder import RECORDABLE, SCALARS, stored_tensors
+from core.format import RECORDABLE, SCALARS, stored_tensors
 from core.trajectory import Trajectory
 
 log = logging.getLogger(__name__)

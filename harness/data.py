@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.host_memory import release_freed_host_memory
+from core.fast.host_memory import release_freed_host_memory
 from core.tokenizer import (
     UNK,
     dead_mask,

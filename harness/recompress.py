@@ -16,7 +16,8 @@ import torch
 from tqdm import tqdm
 
 from core.encoding import COMPRESSIONS
-from core.recorder import SCALARS, RecordConfig, TrajectoryWriter, stored_tensors
+from core.format import SCALARS, stored_tensors
+from core.recorder import RecordConfig, TrajectoryWriter
 from core.trajectory import Trajectory
 
 log = logging.getLogger(__name__)

@@ -41,8 +41,12 @@ from core.checkpoint import (
     restore,
     save_checkpoint,
 )
-from core.recorder import FORMAT_VERSION, RecordConfig, TrajectoryWriter
-from core.train import StepResult, Training
+from core.fast import kernel_environment
+from core.format import FORMAT_VERSION, environment
+from core.recorder import RecordConfig, TrajectoryWriter
+from core.reopen import resume_trajectory
+from core.step import StepResult
+from core.train import Training
 from harness.scenario import SECTIONS
 
 log = logging.getLogger(__name__)
@@ -199,8 +203,8 @@ def resume_writer(path: Path, training: Training, context: dict[str, Any], recor
     _warn_on_new_code(path, attrs)
     restore(training, ckpt)
     resumed = json.loads(attrs.get("resumed_at_steps", "[]")) + [ckpt.steps_done]
-    writer = TrajectoryWriter.resume(path, frames=ckpt.frames, config=record,
-                                     metadata={"resumed_at_steps": resumed}, device=training.device)
+    writer = resume_trajectory(path, frames=ckpt.frames, config=record, metadata={"resumed_at_steps": resumed},
+                               device=training.device)
     log.info("resuming %s from %s: step %d, %d frames kept", path, ckpt_path, ckpt.steps_done, ckpt.frames)
     return writer
 
@@ -213,11 +217,14 @@ def _attrs(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"Cannot resume {path}: it cannot be read as HDF5: {exc}") from exc
 
 
-def _warn_on_new_code(path: Path, attrs: dict[str, Any]) -> None:
-    from core.recorder import environment
+def run_environment() -> dict[str, str]:
+    """Versions and machine facts that can change a run's bits (the trajectory's `environment`)."""
+    return {**environment(), **kernel_environment()}
 
+
+def _warn_on_new_code(path: Path, attrs: dict[str, Any]) -> None:
     then = json.loads(attrs.get("environment", "{}"))
-    changed = [f"{k} {then.get(k)} -> {v}" for k, v in environment().items() if then.get(k) != v]
+    changed = [f"{k} {then.get(k)} -> {v}" for k, v in run_environment().items() if then.get(k) != v]
     if changed:
         log.warning("resuming %s in another environment than it began in (%s): the continuation may differ "
                     "in the last bits from an uninterrupted run", path, ", ".join(changed))

@@ -15,12 +15,16 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from core.checkpoint import checkpoint_path
-from core.recorder import TokenTables, TrajectoryWriter
+from core.fast import choose_kernels
+from core.recorder import TrajectoryWriter
 from core.run import train_and_record
-from core.train import StepResult, Training
+from core.step import StepResult
+from core.token_tables import TokenTables
+from core.train import Training
 from core.trajectory import Trajectory
 from harness.checks import CheckContext, Verdict, run_check
-from harness.resume import Checkpointer, StopSignals, fault_hook, refuse_to_overwrite, resume_writer, run_context
+from harness.resume import (Checkpointer, StopSignals, fault_hook, refuse_to_overwrite, resume_writer, run_context,
+                            run_environment)
 from harness.scenario import DEFAULT_DATA, Expectation, Scenario
 
 log = logging.getLogger(__name__)
@@ -127,7 +131,8 @@ def run_scenario(
     stops a run after the current step with a checkpoint and raises `Interrupted`."""
     data = prepare_scenario_data(scenario)
     train_cfg = dataclasses.replace(scenario.train, device=device or scenario.train.device)
-    training = Training(data.ids, scenario.model, scenario.init, scenario.data, scenario.optimizer, train_cfg)
+    kernels = choose_kernels(train_cfg, train_cfg.device)
+    training = Training(data.ids, scenario.model, scenario.init, scenario.data, scenario.optimizer, train_cfg, kernels)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = path or out_dir / f"{scenario.name}.h5"
@@ -137,6 +142,8 @@ def run_scenario(
         "scale": scenario.scale,
         "seeds": {"init": scenario.init.seed, "data": scenario.data.seed},
         "device": str(training.device),
+        "kernels": training.kernels.describe(),  # what the step ran, from the live object
+        "environment": run_environment(),
         "git_commit": git_commit(),
         "harness_version": HARNESS_VERSION,
         "tokenizer_path": str(data.tokenizer_path),

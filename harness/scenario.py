@@ -7,7 +7,7 @@
 
     [model]  -> core.model.ModelConfig        [init]      -> core.model.InitConfig
     [data]   -> DataSection (core DataConfig + tokenizer/corpus paths)
-    [optimizer] -> core.optim.OptimConfig     [train]     -> core.train.TrainConfig
+    [optimizer] -> core.optim.OptimConfig     [train]     -> TrainSection (core TrainConfig + core.fast KernelConfig)
     [record] -> core.recorder.RecordConfig
     [scale.smoke]                   # per-scale overrides, dotted keys: train.steps = 12
     [[expect]]                      # one table per expectation: check = "...", its arguments
@@ -33,11 +33,13 @@ from typing import Any
 from core.data import DataConfig
 from core.device import DEVICE_KINDS
 from core.encoding import COMPRESSIONS
-from core.gemm import MATMULS
-from core.lm_head import LOGITS_MATMULS
+from core.fast import KERNEL_CHOICES, KernelConfig
+from core.fast.gemm import MATMULS
+from core.fast.lm_head import LOGITS_MATMULS
 from core.model import UNTIED_INITS, InitConfig, ModelConfig
 from core.optim import SCHEDULES, OptimConfig
-from core.recorder import RECORDABLE, RecordConfig
+from core.format import RECORDABLE
+from core.recorder import RecordConfig
 from core.train import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -57,12 +59,17 @@ class DataSection(DataConfig):
     text_field: str = "text"  # JSON Lines field / Parquet column holding the text
 
 
+@dataclass
+class TrainSection(KernelConfig, TrainConfig):
+    """[train]: steps and device (core), and the step's kernels (core.fast.choose_kernels)."""
+
+
 SECTIONS: dict[str, type] = {
     "model": ModelConfig,
     "init": InitConfig,
     "data": DataSection,
     "optimizer": OptimConfig,
-    "train": TrainConfig,
+    "train": TrainSection,
     "record": RecordConfig,
 }
 TOP_LEVEL = {"name": str, "version": int, "summary": str, "extends": str, "scale": dict, "expect": list}
@@ -89,7 +96,7 @@ class Scenario:
     init: InitConfig = field(default_factory=InitConfig)
     data: DataSection = field(default_factory=DataSection)
     optimizer: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: TrainSection = field(default_factory=TrainSection)
     record: RecordConfig = field(default_factory=RecordConfig)
     expect: list[Expectation] = field(default_factory=list)
     scales: list[str] = field(default_factory=lambda: [FULL_SCALE])
@@ -316,10 +323,15 @@ def validate_values(where: str, s: Scenario) -> None:
         fail("optimizer.schedule", o.schedule, f"allowed: {', '.join(SCHEDULES)}")
     if t.device.split(":")[0] not in DEVICE_KINDS:
         fail("train.device", t.device, f"allowed: {', '.join(DEVICE_KINDS)} (or cuda:N)")
+    if t.kernels not in KERNEL_CHOICES:
+        fail("train.kernels", t.kernels, f"allowed: {', '.join(KERNEL_CHOICES)}")
     if t.logits_matmul not in LOGITS_MATMULS:
         fail("train.logits_matmul", t.logits_matmul, f"allowed: {', '.join(LOGITS_MATMULS)}")
     if t.matmul not in MATMULS:
         fail("train.matmul", t.matmul, f"allowed: {', '.join(MATMULS)}")
+    if t.kernels == "reference" and (t.matmul, t.logits_matmul, t.cuda_graph) != ("bf16", "bf16", False):
+        fail("train.kernels", t.kernels, "runs torch's own kernels: train.matmul, train.logits_matmul and "
+             "train.cuda_graph need 'auto'")
     if r.compression not in COMPRESSIONS:
         fail("record.compression", r.compression, f"allowed: {', '.join(COMPRESSIONS)}")
     for name in r.tensors:

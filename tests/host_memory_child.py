@@ -13,12 +13,14 @@ import numpy as np
 import torch
 
 from core.data import DataConfig
-from core.host_memory import host_memory_reuse
+from core.fast import KernelConfig, choose_kernels
+from core.fast.host_memory import host_memory_reuse
 from core.train import Training, TrainConfig
 
 torch.set_num_threads(1)
 ids = np.random.default_rng(0).integers(0, 6000, size=50_000)
-training = Training(ids, data_cfg=DataConfig(batch_size=8), train_cfg=TrainConfig(steps=6, device="cpu", matmul="fp32"))
+training = Training(ids, data_cfg=DataConfig(batch_size=8), train_cfg=TrainConfig(steps=6, device="cpu"),
+                    kernels=choose_kernels(KernelConfig(matmul="fp32"), "cpu"))
 training.step()  # warm-up: the heap grows once
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(4):

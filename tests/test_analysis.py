@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.recorder import RecordConfig, TokenTables, TrajectoryWriter
+from core.recorder import RecordConfig, TrajectoryWriter
+from core.token_tables import TokenTables
 from harness.analysis import analyse, auroc, bf16_ordinal, radius_dips_before_growing, summarize
 
 V, D = 8, 4

@@ -11,6 +11,7 @@ import torch
 from core.bf16 import from_bits, to_bits
 from core.encoding import DeltaEncoder, decode
 from core.recorder import RecordConfig, RecorderError, TrajectoryWriter
+from core.reopen import resume_trajectory
 from core.trajectory import Trajectory
 
 V, D = 1000, 64
@@ -100,7 +101,7 @@ def test_resume_mid_keyframe_interval_continues_the_xor_chain(tmp_path):
         for step, frame in enumerate(frames[:9]):
             w.append(step, {"W": frame})
     # keep 6 frames (frame 5 is mid-interval), write 6.. again
-    with TrajectoryWriter.resume(path, frames=6, config=config) as w:
+    with resume_trajectory(path, frames=6, config=config) as w:
         for step in range(6, 12):
             w.append(step, {"W": frames[step]})
     straight = tmp_path / "s.h5"
@@ -116,7 +117,7 @@ def test_resume_mid_keyframe_interval_continues_the_xor_chain(tmp_path):
 def test_resume_with_another_compression_is_refused(tmp_path):
     write(tmp_path / "r.h5", adam_like_frames(3), "delta-zstd")
     with pytest.raises(RecorderError, match="stored with compression 'delta-zstd'.*not 'none'"):
-        TrajectoryWriter.resume(tmp_path / "r.h5", frames=2, config=RecordConfig(tensors=["W"]))
+        resume_trajectory(tmp_path / "r.h5", frames=2, config=RecordConfig(tensors=["W"]))
 
 
 def test_unknown_compression_is_rejected():

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import onednn
+from core.fast import onednn
 
 ROOT = Path(__file__).resolve().parent.parent
 bf16 = torch.bfloat16
@@ -54,7 +54,7 @@ def test_disabling_onednn_is_seen():
         assert onednn.bf16_gemms_on_onednn() is False
 
 
-CHILD_FILES = ["tests/test_native.py", "tests/test_gemm.py", "tests/test_parity_trainer.py"]
+CHILD_FILES = ["tests/test_native.py", "tests/test_gemm.py", "tests/test_parity_trainer.py", "tests/test_kernels.py"]
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""core.gemm: the step's GEMM modes.
+"""core.fast.gemm: the step's GEMM modes.
 
 RowSplitGemms (the default on a CPU) must give the bits of the unsplit kernel for every
 layout, bias shape and thread count; Float32Gemms (opt-in `matmul = "fp32"`) must give
@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from core import native, onednn
-from core.gemm import Float32Gemms, RowSplitGemms, gemm_mode, single_threaded_layout
+from core.fast import native, onednn
+from core.fast.gemm import Float32Gemms, RowSplitGemms, gemm_mode, single_threaded_layout
 
 bf16 = torch.bfloat16
 

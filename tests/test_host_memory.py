@@ -1,4 +1,4 @@
-"""core.host_memory: with freed host memory kept for reuse, a CPU step stops mapping fresh
+"""core.fast.host_memory: with freed host memory kept for reuse, a CPU step stops mapping fresh
 pages for its large temporaries, and computes the same values."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from core.host_memory import OPT_OUT_ENV
+from core.fast import HOST_MEMORY_ENV as OPT_OUT_ENV
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
@@ -38,7 +38,7 @@ def test_reuse_cuts_page_faults_per_step_and_changes_no_value():
 RELEASE_CHILD = """
 import json
 import numpy as np
-from core.host_memory import release_freed_host_memory
+from core.fast.host_memory import release_freed_host_memory
 
 def rss_kib():
     return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmRSS:"))

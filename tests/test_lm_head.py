@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from core.data import DataConfig
-from core.gemm import gemm_mode
-from core.lm_head import lm_logits
-from core.loss import causal_lm_loss
+from core.fast import KernelConfig, choose_kernels
+from core.fast.gemm import gemm_mode
+from core.fast.lm_head import lm_logits
+from core.fast.loss import causal_lm_loss
 from core.model import InitConfig, ModelConfig, build_model
 from core.optim import OptimConfig
 from core.train import Training, TrainConfig
@@ -82,7 +83,7 @@ def test_fp32_gradients_agree_with_the_default_for_every_parameter(flannel_batch
 def training(**knobs) -> Training:
     ids = torch.tensor(np.random.default_rng(1).integers(0, 6300, size=50_000))
     return Training(ids, ModelConfig(), InitConfig(), DataConfig(batch_size=4), OptimConfig(),
-                    TrainConfig(steps=100, device="cpu", **knobs))
+                    TrainConfig(steps=100, device="cpu"), choose_kernels(KernelConfig(**knobs), "cpu"))
 
 
 @pytest.mark.parametrize("fast", FAST_PATHS)

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from core.data import IGNORE_INDEX
-from core.loss import LOSS_ENV, BlockwiseCrossEntropy, causal_lm_loss, reference_causal_lm_loss, rows_per_block
+from core.fast import LOSS_ENV, choose_kernels
+from core.fast.loss import BlockwiseCrossEntropy, causal_lm_loss, rows_per_block
+from core.step import causal_lm_loss as reference_causal_lm_loss
 
 
 def logits_and_targets(n: int, vocab: int, spread: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,19 +104,23 @@ def test_rows_per_block_keeps_a_block_near_two_megabytes(vocab, rows):
 
 def test_the_environment_can_ask_for_the_reference_path(monkeypatch):
     logits, targets = logits_and_targets(50, 300, 1.0)
+    chosen = choose_kernels(device="cpu")
     monkeypatch.setenv(LOSS_ENV, "reference")
+    kernels = choose_kernels(device="cpu")
+    assert (chosen.describe()["loss"], kernels.describe()["loss"]) == ("blockwise", "reference")  # what it records
     calls = BlockwiseCrossEntropy.total_calls
-    loss, grad = loss_and_grad(causal_lm_loss, logits, targets)
+    loss, grad = loss_and_grad(kernels.loss, logits, targets)
     assert BlockwiseCrossEntropy.total_calls == calls
     ref_loss, ref_grad = loss_and_grad(reference_causal_lm_loss, logits, targets)
     assert_same_bits(grad, ref_grad, "d loss / d logits")
+    loss_and_grad(chosen.loss, logits, targets)
+    assert BlockwiseCrossEntropy.total_calls == calls + 1
 
 
 def test_an_unknown_loss_path_names_the_variable_and_the_choices(monkeypatch):
-    logits, targets = logits_and_targets(8, 30, 1.0)
     monkeypatch.setenv(LOSS_ENV, "fused")
-    with pytest.raises(ValueError, match=r"DEAD_TOKEN_HARNESS_LOSS='fused' is not a loss path. Available: blockwise, reference"):
-        causal_lm_loss(logits.requires_grad_(), targets)
+    with pytest.raises(ValueError, match=r"DEAD_TOKEN_HARNESS_LOSS='fused' is not one of blockwise, reference"):
+        choose_kernels(device="cpu")
 
 
 @pytest.mark.parametrize("bad", [-1, 300], ids=["negative", "past-the-vocab"])

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import native, onednn
+from core.fast import native, onednn
 
 bf16 = torch.bfloat16
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,8 +115,9 @@ def test_the_head_products_at_full_size(kernel):
 
 def test_turned_off_or_without_a_compiler_torch_runs_the_step(tmp_path):
     """DEAD_TOKEN_HARNESS_NATIVE=off, and CC naming no compiler: no kernel, no error, the default step runs."""
-    code = CHILD_PRELUDE + ("from core import native; from core.gemm import RowSplitGemms; import torch; "
-            "assert native.kernel() is None; m = RowSplitGemms(1); a = torch.ones(70, 9, dtype=torch.bfloat16)\n"
+    code = CHILD_PRELUDE + ("from core.fast import choose_kernels, native; from core.fast.gemm import RowSplitGemms; "
+            "import torch; k = choose_kernels(device='cpu'); assert not k.native and k.describe()['gemms'] != 'native'; "
+            "m = RowSplitGemms(1, k.native); a = torch.ones(70, 9, dtype=torch.bfloat16)\n"
             "with m: p = a @ torch.ones(9, 5, dtype=torch.bfloat16)\n"
             "assert m.native_calls == 0 and bool((p == 9).all())")
     for extra in ({"DEAD_TOKEN_HARNESS_NATIVE": "off"}, {"CC": str(tmp_path / "no-such-cc")}):
@@ -144,7 +145,7 @@ def test_self_check_refuses_a_build_without_fused_multiply_adds(kernel, tmp_path
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     subprocess.run([compiler, *[f for f in native.flags() if f != "-DFUSED"], str(native.SOURCE), "-lm", "-o", str(unfused)],
                    check=True)
-    code = CHILD_PRELUDE + ("import ctypes; from core import native\n"
+    code = CHILD_PRELUDE + ("import ctypes; from core.fast import native\n"
             f"native._kernel = native.bind(ctypes.CDLL({str(unfused)!r}))\n"
             "print(native._self_check())")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)

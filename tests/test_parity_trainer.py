@@ -15,10 +15,10 @@ import pytest
 import torch
 
 pytest.importorskip("accelerate")
-from core import native, onednn  # noqa: E402
+from core.fast import choose_kernels, native, onednn  # noqa: E402
 from core.data import DataConfig  # noqa: E402
-from core.gemm import RowSplitGemms  # noqa: E402
-from core.loss import BlockwiseCrossEntropy, rows_per_block  # noqa: E402
+from core.fast.gemm import RowSplitGemms  # noqa: E402
+from core.fast.loss import BlockwiseCrossEntropy, rows_per_block  # noqa: E402
 from core.model import InitConfig, ModelConfig, build_model  # noqa: E402
 from core.optim import OptimConfig  # noqa: E402
 from core.train import Training, TrainConfig  # noqa: E402
@@ -52,9 +52,9 @@ def run_trainer(ids: torch.Tensor, config: str, tmp_path) -> list[tuple[torch.Te
 
 def run_core(ids: torch.Tensor, config: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The core's default step. On a CPU where torch runs bf16 GEMMs through oneDNN, torch's
-    own calls; where it runs its fallback kernels, through core/native's kernels (or,
-    without them, split by rows over >= 2 torch threads: core.gemm.RowSplitGemms). The
-    loss blockwise over rows (core/loss.py)."""
+    own calls; where it runs its fallback kernels, through core/fast/native's kernels (or,
+    without them, split by rows over >= 2 torch threads: core.fast.gemm.RowSplitGemms). The
+    loss blockwise over rows (core/fast/loss.py)."""
     tied, lr, wd, max_grad_norm = CONFIGS[config]
     splits_before, native_before = RowSplitGemms.total_splits, RowSplitGemms.total_native
     losses_before = BlockwiseCrossEntropy.total_calls
@@ -65,6 +65,7 @@ def run_core(ids: torch.Tensor, config: str) -> list[tuple[torch.Tensor, torch.T
         DataConfig(seq_len=128, batch_size=32, target_offset=2, seed=SEED),
         OptimConfig(lr=lr, weight_decay=wd, max_grad_norm=max_grad_norm, schedule="linear"),
         TrainConfig(steps=STEPS, device="cpu"),
+        choose_kernels(device="cpu"),
     )
     frames = []
     for _ in range(STEPS):

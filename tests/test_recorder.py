@@ -16,12 +16,15 @@ import numpy as np
 import pytest
 import torch
 
-from core import onednn
+from core.fast import onednn
 from core.bf16 import from_bits, hdf5_bfloat16, to_bits
 from core.data import DataConfig
 from core.model import ModelConfig
-from core.recorder import PARAM_TENSORS, RecordConfig, RecorderError, TokenTables, TrajectoryWriter
+from core.fast import KernelConfig, choose_kernels
+from core.format import PARAM_TENSORS
+from core.recorder import RecordConfig, RecorderError, TrajectoryWriter
 from core.run import frame_tensors, train_and_record
+from core.token_tables import TokenTables
 from core.train import Training, TrainConfig
 from core.trajectory import Trajectory
 
@@ -35,7 +38,8 @@ def small_training(random_ids, tied, steps, device="cpu", **train) -> Training:
         random_ids,
         ModelConfig(vocab_size=V, tied=tied),
         data_cfg=DataConfig(seq_len=32, batch_size=4),
-        train_cfg=TrainConfig(steps=steps, device=device, **train),
+        train_cfg=TrainConfig(steps=steps, device=device),
+        kernels=choose_kernels(KernelConfig(**train), device),
     )
 
 
@@ -184,7 +188,6 @@ def test_metadata_and_token_tables(tmp_path, random_ids):
         assert m["scenario"] == meta["scenario"] and m["seeds"] == [42, 42] and m["git_commit"] is None
         assert m["environment"]["torch"] == torch.__version__
         assert m["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
-        assert m["environment"]["cpu_bf16_gemm"] == ("onednn" if onednn.bf16_gemms_on_onednn() else "fallback")
         assert traj.counts.sum() == len(random_ids)
         assert traj.dead_mask.dtype == bool and traj.dead_mask.sum() == 300
         assert len(traj.live) == 700
@@ -336,11 +339,10 @@ def test_early_writeback_hands_every_frame_to_the_disk_and_changes_no_bits(tmp_p
         path = tmp_path / f"wb{mb}.h5"
         config = RecordConfig(tensors=["W"], writeback_every_mb=mb)
         with TrajectoryWriter(path, vocab_size=V, dim=D, tied=False, config=config) as w:
-            start = w._writeback_from
             for step, frame in enumerate(frames):
                 w.append(step, {"W": frame})
             w.sync()
-            advised[mb] = w._writeback_from - start
+            advised[mb] = w._writeback.handed_bytes if w._writeback is not None else 0
         with Trajectory(path) as traj:
             assert torch.equal(traj["W"][:], torch.stack(frames))
     assert advised[0.0] == 0

@@ -31,6 +31,7 @@ from core.data import DataConfig
 from core.h5clear import clear_status_flags, lookup3
 from core.model import ModelConfig
 from core.recorder import RecordConfig, TrajectoryWriter
+from core.reopen import resume_trajectory
 from core.run import train_and_record
 from core.train import TrainConfig, Training
 from core.trajectory import Trajectory
@@ -230,7 +231,7 @@ def test_writer_resume_drops_frames_after_the_checkpoint(tmp_path, random_ids):
     checkpoint = load_checkpoint(ckpt)
     assert (checkpoint.steps_done, checkpoint.frames, checkpoint.context) == (3, 4, {"run": "a"})
     restore(second, checkpoint)
-    with TrajectoryWriter.resume(path, frames=checkpoint.frames, config=config) as writer:
+    with resume_trajectory(path, frames=checkpoint.frames, config=config) as writer:
         assert writer.frames_complete == 4
         train_and_record(second, writer)
     assert_identical(path, tmp_path / "ref.h5")

@@ -1,6 +1,6 @@
 """train.cuda_graph: the step's forward and backward replayed as a CUDA graph (core/step_graph.py).
 
-On any machine: the captured part (core.train.forward_backward) asks nothing of the host,
+On any machine: the captured part (core.step.forward_backward) asks nothing of the host,
 which is what makes it capturable; the option is ignored, with a warning, off CUDA.
 On a CUDA machine: a replayed run is bit-identical to the eager run, a short batch falls
 back to an eager step without losing the graph's gradients.
@@ -15,10 +15,13 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from core.data import DataConfig
-from core.loss import LOSS_ENV
+from core.fast import LOSS_ENV, KernelConfig, choose_kernels
+from core.fast.kernels import CudaGraphKernels
+from core.format import PARAM_TENSORS
 from core.model import InitConfig, ModelConfig
 from core.optim import OptimConfig
-from core.train import PARAM_TENSORS, Training, TrainConfig, forward_backward
+from core.step import forward_backward
+from core.train import Training, TrainConfig
 
 aten = torch.ops.aten
 # Ops that read device values on the host (a CUDA sync, illegal while capturing) or whose
@@ -56,7 +59,7 @@ def test_host_reads_detector_sees_item_and_boolean_masks():
 def training(ids, tied: bool, device: str = "cpu", steps: int = 6, batch_size: int = 8, **train) -> Training:
     return Training(ids, ModelConfig(vocab_size=1000, tied=tied), InitConfig(),
                     DataConfig(seq_len=64, batch_size=batch_size), OptimConfig(weight_decay=0.1),
-                    TrainConfig(steps=steps, device=device, **train))
+                    TrainConfig(steps=steps, device=device), choose_kernels(KernelConfig(**train), device))
 
 
 @pytest.mark.parametrize("numerics", [{}, {"logits_matmul": "fp32"}, {"matmul": "fp32"}], ids=["bf16", "fp32-head", "fp32-gemms"])
@@ -67,8 +70,8 @@ def test_forward_backward_asks_nothing_of_the_host(random_ids, tied, numerics, m
     t = training(random_ids, tied)
     inputs, targets = t.batches[0]
     with HostReads() as reads:
-        out = forward_backward(t.model, inputs, targets, max_grad_norm=1.0, capture_grads=("grad_E", "grad_W"),
-                               capture_logits=True, autocast_cache=False, **numerics)
+        out = forward_backward(t.model, inputs, targets, 1.0, choose_kernels(KernelConfig(**numerics), "cpu"),
+                               capture_grads=("grad_E", "grad_W"), capture_logits=True, autocast_cache=False)
     assert reads.seen == [], f"the step reads device values on the host: {reads.seen}"
     assert out.loss.isfinite() and out.grad_norm > 0 and out.logits_row.shape == (1000,)
 
@@ -78,18 +81,18 @@ def test_the_cpu_blockwise_loss_reads_only_its_upstream_gradient(random_ids):
     t = training(random_ids, tied=True)
     inputs, targets = t.batches[0]
     with HostReads() as reads:
-        forward_backward(t.model, inputs, targets, max_grad_norm=1.0, autocast_cache=False)
+        forward_backward(t.model, inputs, targets, 1.0, t.kernels, autocast_cache=False)
     assert reads.seen == [str(aten._local_scalar_dense.default)], reads.seen
 
 
 def test_cuda_graph_is_ignored_off_cuda_with_a_warning(random_ids, caplog):
-    with caplog.at_level(logging.WARNING, logger="core.train"):
+    with caplog.at_level(logging.WARNING, logger="core.fast"):
         graphed = training(random_ids, tied=False, device="cpu", cuda_graph=True)
     assert "train.cuda_graph is ignored on cpu" in caplog.text
     eager = training(random_ids, tied=False, device="cpu")
     for _ in range(3):
         assert torch.equal(graphed.step().loss, eager.step().loss)
-    assert graphed._graph is None
+    assert not isinstance(graphed.kernels, CudaGraphKernels)
     assert torch.equal(graphed.tensor("W"), eager.tensor("W"))
 
 
@@ -114,7 +117,7 @@ def test_replayed_steps_are_bit_identical_to_eager_steps(random_ids, tied, numer
     eager = run_and_collect(training(random_ids, tied, device="cuda", **numerics), 6)
     graphed_training = training(random_ids, tied, device="cuda", cuda_graph=True, **numerics)
     graphed = run_and_collect(graphed_training, 6)
-    assert graphed_training._graph is not None
+    assert graphed_training.kernels.graph is not None
     for step, (a, b) in enumerate(zip(eager, graphed), start=1):
         for name in a:
             assert torch.equal(a[name], b[name]), f"step {step}: {name} differs"

@@ -5,7 +5,7 @@ PyTorch spends longer launching the step's few hundred kernels from Python than 
 spends running them. A CUDA graph records the kernels once and replays them with one
 launch (`train.cuda_graph = true`).
 
-What the graph holds: `core.train.forward_backward`, i.e. forward, loss, backward, the
+What the graph holds: `core.step.forward_backward`, i.e. forward, loss, backward, the
 pre-clip gradient copies, the logits row and the clipping, reading the batch from static
 input buffers. The optimizer stays outside, eager: the same `AdamW.step()` call, LR and
 state as without a graph. The replay runs the kernels the eager pass runs, on the same

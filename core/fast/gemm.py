@@ -6,7 +6,7 @@ three (B*T, 64) x (64, 10,000) products most of it, the blocks' 24 small ones
 (attention and MLP projections, forward and backward) the rest.
 
 Default (`matmul = "bf16"`), on a CPU where torch runs bf16 GEMMs through oneDNN (AVX-512
-CPUs, core/onednn.py): torch's own calls, untouched (oneDNN's kernels are fast and
+CPUs, onednn.py): torch's own calls, untouched (oneDNN's kernels are fast and
 multi-threaded). On a CPU where it runs its fallback kernels: `RowSplitGemms`. Every
 fallback kernel computes each output element as its own float32 dot product, whose order of additions depends
 on K and the operands' layout, never on the number of rows M. Three of the four layouts
@@ -16,7 +16,7 @@ rows into one block per torch thread and runs the same kernel on each block in i
 thread: the same bits (tests/test_gemm.py; tests/test_parity_trainer.py runs the whole
 step against the Trainer), ~2x faster on those GEMMs with 2 threads.
 Row-major @ row-major and row-major @ column-major products (the head's forward and input
-gradient, most of the blocks' GEMMs) go further: core/native's kernels repeat torch's
+gradient, most of the blocks' GEMMs) go further: native.py's kernels repeat torch's
 additions in torch's order, vectorized across outputs (checked bit for bit against torch
 before first use; tests/test_native.py), also split by rows: the head's forward 1.8 s ->
 ~0.25 s, its input gradient ~2.4 s -> ~0.3 s on 2 cores.
@@ -43,7 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from core import native, onednn
+from core.fast import native, onednn
 
 MATMULS = ("bf16", "fp32")
 
@@ -73,21 +73,21 @@ def single_threaded_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 class RowSplitGemms(TorchDispatchMode):
-    """CPU bf16 mm / addmm, the same bits faster: the layouts core/native's kernels take
+    """CPU bf16 mm / addmm, the same bits faster: the layouts native.py's kernels take
     (where they were built and match torch) by those, the other single-threaded layouts by
     torch's kernel; either way the output rows split across `threads` threads."""
 
     _pools: dict[int, ThreadPoolExecutor] = {}
     _pools_lock = threading.Lock()
     total_splits = 0  # over every instance in this process: lets a test see that a step split its GEMMs
-    total_native = 0  # GEMMs run by core/native's kernel, likewise
+    total_native = 0  # GEMMs run by native.py's kernel, likewise
 
-    def __init__(self, threads: int):
+    def __init__(self, threads: int, use_native: bool = True):
         super().__init__()
         self.threads = threads
-        self.native = native.kernel() is not None
+        self.native = use_native and native.kernel() is not None
         self.splits = 0  # GEMMs this mode split (torch's kernel), for tests and profiles
-        self.native_calls = 0  # GEMMs run by core/native's kernel
+        self.native_calls = 0  # GEMMs run by native.py's kernel
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if not kwargs and func in _OUT_VARIANTS:
@@ -145,13 +145,14 @@ class RowSplitGemms(TorchDispatchMode):
             return pool
 
 
-def gemm_mode(matmul: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """The context a step's forward and backward run in, for `matmul` ("bf16" or "fp32") on `device`."""
+def gemm_mode(matmul: str, device: torch.device, use_native: bool = True) -> contextlib.AbstractContextManager:
+    """The context a step's forward and backward run in, for `matmul` ("bf16" or "fp32") on `device`;
+    `use_native`: core/fast/native's kernels where they are built and checked."""
     if matmul == "fp32":
         return Float32Gemms()
     if matmul != "bf16":
         raise ValueError(f"Unknown matmul {matmul!r}. Available: {', '.join(MATMULS)}.")
     if device.type == "cpu" and not onednn.bf16_gemms_on_onednn() \
-            and (torch.get_num_threads() > 1 or native.kernel() is not None):
-        return RowSplitGemms(torch.get_num_threads())
+            and (torch.get_num_threads() > 1 or (use_native and native.kernel() is not None)):
+        return RowSplitGemms(torch.get_num_threads(), use_native)
     return contextlib.nullcontext()

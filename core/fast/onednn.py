@@ -7,7 +7,7 @@ AVX-NE-CONVERT; elsewhere (AVX2-only x86 CPUs, for one) to its own fallback kern
 two add in different orders, so a trajectory's bits depend on which one the machine takes
 (the Trainer's own bits do too: it runs the same torch kernels as the core).
 
-core/native's kernels and core/gemm's row splits are modelled on the fallback kernels and
+native.py's kernels and gemm.py's row splits are modelled on the fallback kernels and
 checked against them; where oneDNN runs they stand aside and the step runs torch's own
 calls (oneDNN's kernels are fast and multi-threaded: on a 2-core AVX-512 BF16 machine the
 LM head's three products at the Flannel shape take ~0.065 s, the fallback kernels ~2.9 s).

@@ -1,4 +1,4 @@
-"""The bf16 GEMM kernels of core/kernels/bf16_gemm.c: compiled on first use, checked against
+"""The bf16 GEMM kernels of core/fast/csrc/bf16_gemm.c: compiled on first use, checked against
 torch, used only if they give torch's bits.
 
 The kernels repeat the additions of torch's CPU kernels for bf16 `row-major @ row-major`
@@ -6,7 +6,7 @@ products (the LM head's input gradient, the blocks' forward projections) and `ro
 column-major` ones (the LM head's forward, the blocks' input gradients) in the same order,
 vectorized over output columns. (Column-major @ row-major, the weight gradients: torch sums
 each output in one sequential accumulator, and its own kernel split by rows is as fast as
-a kernel here was; core/gemm.py splits it.)
+a kernel here was; core/fast/gemm.py splits it.)
 They are compiled with the machine's C compiler (`cc`, or `$CC`) into a cache folder keyed
 by the source, the flags and the CPU, and loaded with ctypes (whose calls release the GIL,
 so threads can run them on row blocks side by side).
@@ -15,9 +15,9 @@ Before first use they are run against torch on problems that cover their branche
 part of each kernel's blocking, 1-D and 2-D biases, strided rows, exact cancellations that
 expose any other order of additions, an overflow that exposes a missing fused multiply-add);
 a single differing bit disables them for the process with a warning, and the step runs
-torch's own kernels. So does a missing compiler. `DEAD_TOKEN_HARNESS_NATIVE=off` turns
-them off. x86-64 only (torch's ARM kernels differ), and only where torch runs its fallback
-kernels: where it hands bf16 GEMMs to oneDNN (AVX-512 CPUs, core/onednn.py) they are
+torch's own kernels. So does a missing compiler. `DEAD_TOKEN_HARNESS_NATIVE=off` keeps
+`core.fast.choose_kernels` from asking for them. x86-64 only (torch's ARM kernels differ), and only where torch runs its fallback
+kernels: where it hands bf16 GEMMs to oneDNN (AVX-512 CPUs, onednn.py) they are
 neither built nor used.
 """
 
@@ -36,13 +36,12 @@ from pathlib import Path
 
 import torch
 
-from core import onednn
-from core.cpu_info import cpu_description
+from core.fast import onednn
+from core.fast.cpu_info import cpu_description
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("kernels") / "bf16_gemm.c"
-ENV = "DEAD_TOKEN_HARNESS_NATIVE"
+SOURCE = Path(__file__).with_name("csrc") / "bf16_gemm.c"
 
 
 def flags() -> list[str]:
@@ -109,9 +108,6 @@ def kernel() -> ctypes.CDLL | None:
         if _tried:
             return _kernel
         _tried = True
-        if os.environ.get(ENV, "").lower() in ("off", "0", "false", "no"):
-            log.info("%s=off: bf16 GEMMs use torch's own kernel", ENV)
-            return None
         if platform.machine().lower() not in ("x86_64", "amd64"):
             return None  # checked on x86-64 only; elsewhere torch's kernel
         if onednn.bf16_gemms_on_onednn():
@@ -200,7 +196,7 @@ def product(a: torch.Tensor, b: torch.Tensor, bias: torch.Tensor | None = None, 
     """
     lib = _kernel
     if lib is None:
-        raise RuntimeError("the bf16 GEMM kernel is not loaded (core.native.kernel())")
+        raise RuntimeError("the bf16 GEMM kernel is not loaded (core.fast.native.kernel())")
     layout = layout_of(a, b)
     if layout is None:
         raise ValueError(f"no kernel for a @ b with strides {a.stride()} @ {b.stride()}")

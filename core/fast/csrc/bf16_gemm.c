@@ -11,7 +11,7 @@
  *
  * Here the same additions, in the same order, for a block of output rows and columns at
  * once, so the compiler can keep them in vector registers. Never compile with -ffast-math
- * (it reorders additions) or with contraction (core/native.py compiles it, and checks the
+ * (it reorders additions) or with contraction (core/fast/native.py compiles it, and checks the
  * result against torch before any use). */
 #include <math.h>
 #include <stdint.h>
@@ -19,7 +19,7 @@
 #include <string.h>
 
 /* acc + x * y as torch's build computes `acc += x * y`: one fused multiply-add where it
- * fuses (core/native.py defines FUSED then), a rounded product and a rounded sum where it
+ * fuses (core/fast/native.py defines FUSED then), a rounded product and a rounded sum where it
  * does not. Explicit, since a compiler fuses only where it happens to see the pattern
  * (the file is compiled with -ffp-contract=off). */
 #ifdef FUSED

@@ -1,4 +1,4 @@
-"""The causal-LM loss as the Trainer computed it, without its (N, V) float32 temporaries on a CPU.
+"""The causal-LM loss as the Trainer computed it (core/step.py), without its (N, V) float32 temporaries on a CPU.
 
 The Trainer's loss (transformers' ForCausalLMLoss) and its backward, for logits (N, V) bf16:
   forward   logits.float() -> log_softmax -> nll_loss(mean over the targets that exist)
@@ -16,27 +16,24 @@ over the same N picked log-probabilities in the same order (tests/test_loss.py, 
 Trainer parity test, which runs it). Measured on a 2-core AVX-512 CPU, Flannel 1
 (benchmarks/test_loss_bench.py): peak RSS 1.43-1.74 GiB -> 650-680 MiB, steps/s 5.1-5.5 ->
 5.5; where freed host memory is not kept for reuse (macOS, DEAD_TOKEN_HARNESS_HOST_MEMORY=
-system: core/host_memory.py) 2.0 -> 3.5 steps/s, the float32 tensors' page faults gone.
+system: host_memory.py) 2.0 -> 3.5 steps/s, the float32 tensors' page faults gone.
 
 Elsewhere (CUDA, MPS), or with no gradient to compute, it is the reference expression
 itself: on a GPU the (N, V) temporaries are cheap and a loop of blocks costs launches.
-So it is with DEAD_TOKEN_HARNESS_LOSS=reference (to compare, or should a torch release
-change a kernel: the parity test would say so). The blockwise backward reads its upstream
+`core.fast.choose_kernels` keeps the reference on a CPU too under DEAD_TOKEN_HARNESS_LOSS=reference
+(to compare, or should a torch release change a kernel: the parity test would say so). The blockwise backward reads its upstream
 gradient on the host (a CPU scalar: no device to wait for) to tell an unscaled loss, whose
 gradient it has, from a scaled one, which it recomputes the reference way.
 """
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn.functional as F
 
 from core.data import IGNORE_INDEX
+from core.step import causal_lm_loss as reference_causal_lm_loss
 
-LOSS_ENV = "DEAD_TOKEN_HARNESS_LOSS"  # "reference": the Trainer's expression on every device
-LOSS_PATHS = ("blockwise", "reference")
 # A block's float32 log-softmax: ~2 MB, half a block per thread of a 2-core machine's 1 MB L2.
 # Measured in-step, Flannel 1, 2-core AVX-512 (10 ABBA rounds of 8 steps): 1 MB 127 ms/step,
 # 2 MB 125, 4 MB 129-131, 8 MB 140.
@@ -48,31 +45,12 @@ def rows_per_block(vocab_size: int) -> int:
     return max(1, _BLOCK_BYTES // (4 * vocab_size))
 
 
-def cpu_loss_path() -> str:
-    """"blockwise" (the default) or "reference", as DEAD_TOKEN_HARNESS_LOSS says."""
-    path = os.environ.get(LOSS_ENV, "blockwise")
-    if path not in LOSS_PATHS:
-        raise ValueError(f"{LOSS_ENV}={path!r} is not a loss path. Available: {', '.join(LOSS_PATHS)}.")
-    return path
-
-
-def reference_causal_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """transformers' ForCausalLMLoss on pre-shifted targets: float32 logits, mean over targets.
-
-    logits (..., V) any dtype; targets (...) with IGNORE_INDEX where there is none.
-    """
-    return F.cross_entropy(
-        logits.float().view(-1, logits.size(-1)), targets.view(-1), ignore_index=IGNORE_INDEX, reduction="mean"
-    )
-
-
 def causal_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """The reference loss, and its gradient, bit for bit; blockwise on a CPU (module docstring).
 
     logits (B, T, V) or (N, V), any float dtype; targets (B, T) or (N,) int64.
     """
-    if cpu_loss_path() == "reference" or logits.device.type != "cpu" or not (
-            torch.is_grad_enabled() and logits.requires_grad):
+    if logits.device.type != "cpu" or not (torch.is_grad_enabled() and logits.requires_grad):
         return reference_causal_lm_loss(logits, targets)
     vocab = logits.size(-1)
     return BlockwiseCrossEntropy.apply(logits.reshape(-1, vocab), targets.reshape(-1), rows_per_block(vocab))

@@ -1,7 +1,7 @@
 """Keep freed host memory for reuse, so a CPU step's large temporaries cost no page faults.
 
 A Flannel step on a CPU allocates and frees large tensors: the (B*T, 10,000) logits and
-their gradient in bf16, 82 MB each (before core/loss.py's blockwise loss, also ~650 MB of
+their gradient in bf16, 82 MB each (before core/fast/loss.py's blockwise loss, also ~650 MB of
 float32 logits, log-softmax and gradients). glibc serves every block over 32 MB with a
 fresh mmap and unmaps it on free, so each step faults in every page of them anew: measured
 on a 2-core AVX2 machine with the old loss, 0.7 s of system time per step with
@@ -11,8 +11,8 @@ step reuses the first one's pages. Process-wide and one-way; no effect on any va
 computed. Costs resident memory: with the blockwise loss a Flannel run peaks at 655-680
 MiB instead of 620-650 MiB, at 5.5 instead of 3.5 steps/s (2-core AVX-512 CPU, 2026-12-02;
 with the Trainer's loss expression: 1.6-1.7 GiB instead of 1.0 GiB).
-Elsewhere than glibc (macOS, musl) it does nothing and says so; so does the environment
-variable DEAD_TOKEN_HARNESS_HOST_MEMORY=system (where resident memory matters more).
+Elsewhere than glibc (macOS, musl) it does nothing and says so. `core.fast.choose_kernels`
+does not call it under DEAD_TOKEN_HARNESS_HOST_MEMORY=system (where resident memory matters more).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
-import os
 import sys
 
 log = logging.getLogger(__name__)
@@ -30,7 +29,6 @@ _M_MMAP_MAX = -4
 _KEEP_BYTES = 1 << 30  # freed memory at the top of the heap stays mapped up to this
 
 _applied: bool | None = None  # None: not asked yet
-OPT_OUT_ENV = "DEAD_TOKEN_HARNESS_HOST_MEMORY"  # "system": leave glibc's defaults alone
 
 
 def _glibc_function(name: str):
@@ -49,12 +47,9 @@ def reuse_freed_host_memory() -> bool:
     if _applied is not None:
         return _applied
     _applied = False
-    if os.environ.get(OPT_OUT_ENV) == "system":
-        log.info("%s=system: large temporaries are mapped and unmapped every step", OPT_OUT_ENV)
-    else:
-        mallopt = _glibc_function("mallopt")
-        if mallopt is not None:
-            _applied = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES))
+    mallopt = _glibc_function("mallopt")
+    if mallopt is not None:
+        _applied = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES))
     if not _applied:
         log.debug("host memory reuse not available here (no glibc mallopt): large temporaries are mapped per step")
     return _applied
