@@ -31,6 +31,7 @@ import torch
 
 from conftest import available_devices, corpus_ids
 from core.fast import KernelConfig, choose_kernels, onednn
+from core.fast.staging import frame_stager
 from core.data import DataConfig
 from core.device import synchronize
 from core.fast.host_memory import host_memory_reuse
@@ -127,7 +128,7 @@ def test_train_steps_per_second(benchmark, bench_dir, device, tied, recording, l
     writer = None
     if recording != "off":
         writer = TrajectoryWriter(bench_dir / f"bench-{device}-{tied}.h5", vocab_size=10_000, dim=64, tied=tied,
-                                  config=RecordConfig(tensors=["W"]), device=training.device, overwrite=True)
+                                  config=RecordConfig(tensors=["W"]), stager=frame_stager(training.device), overwrite=True)
     n = per_machine(STEPS_PER_ROUND, training.device)
     append_seconds = []  # the training thread's own cost of recording: the copy into a host buffer
 
@@ -177,7 +178,7 @@ def test_recording_overhead_paired(benchmark, bench_dir, device, tied):
     training = Training(corpus_ids(), ModelConfig(tied=tied), data_cfg=DataConfig(),
                         train_cfg=TrainConfig(steps=10**6, device=device), kernels=choose_kernels(device=device))
     writer = TrajectoryWriter(bench_dir / f"paired-{device}-{tied}.h5", vocab_size=10_000, dim=64, tied=tied,
-                              config=RecordConfig(tensors=["W"]), device=training.device, overwrite=True)
+                              config=RecordConfig(tensors=["W"]), stager=frame_stager(training.device), overwrite=True)
     pairs = per_machine(PAIRS, training.device)
     seconds: dict[bool, list[float]] = {False: [], True: []}
 
@@ -237,7 +238,7 @@ def test_harness_vs_seeds_method_paired(benchmark, bench_dir, tmp_path, device, 
     training = Training(ids, ModelConfig(tied=tied), data_cfg=DataConfig(),
                         train_cfg=TrainConfig(steps=10**6, device=device), kernels=choose_kernels(device=device))
     writer = TrajectoryWriter(bench_dir / f"vs-seeds-{device}-{tied}.h5", vocab_size=10_000, dim=64, tied=tied,
-                              config=RecordConfig(tensors=["W"]), device=training.device, overwrite=True)
+                              config=RecordConfig(tensors=["W"]), stager=frame_stager(training.device), overwrite=True)
     seconds: dict[str, list[float]] = {"seeds": [], "harness": []}
     child = None
     if trainer_in == "child":

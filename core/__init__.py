@@ -3,11 +3,10 @@
 Read in this order to understand one step, one frame written, one frame read:
   model.py, data.py, optim.py   the Flannel/Thimble GPT-2, batches in the Trainer's order, AdamW
   step.py, train.py, run.py     one step as the Trainer computes it; the state that repeats it; the loop
-  format.py, recorder.py        the file layout; the writer (frames in, HDF5 out)
-  staging.py, bf16.py           how a frame reaches host buffers; bf16 in HDF5
-  trajectory.py                 the bit-exact reader
-Beside the writer (durability): disk.py, reopen.py, checkpoint.py, h5clear.py; codecs:
-encoding.py; token_tables.py, tokenizer.py, device.py.
+  format.py, recorder.py, bf16.py   the file layout; the writer (frames in, HDF5 out); bf16 in HDF5
+  trajectory.py                     the bit-exact reader
+Beside them: durability (disk.py, reopen.py, checkpoint.py, h5clear.py), codecs (encoding.py),
+the /tokens/ tables (token_tables.py), tokenizer.py, device.py.
 
 fast/ holds the speed machinery (blockwise loss, GEMM kernels, CUDA graphs, allocator
 settings) behind one seam, `core.step.StepKernels`; nothing outside fast/ imports it.

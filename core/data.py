@@ -121,25 +121,3 @@ class Batches:
 
     def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.windows.gather(self.order.starts(step))
-
-    def input_usage(self, steps: int, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Which tokens the first `steps` batches feed in as inputs, and from when.
-
-        Returns input_counts (V,) int64: input positions holding each token over those
-        steps; first_input_step (V,) int64: the 1-based optimizer step whose batch first
-        holds the token as an input, -1 if none does. A token can be live (in the corpus)
-        and still never be an input: sliding windows make ~n_tokens windows, and a run
-        draws only steps * batch_size of them. Its row of E then gets no gradient.
-        """
-        counts = torch.zeros(vocab_size, dtype=torch.long)
-        never = steps + 1
-        first = torch.full((vocab_size,), never, dtype=torch.long)
-        for lo in range(0, steps, 256):  # 256 steps of inputs at a time: (256 * B * T,) ids
-            block = [self.windows.inputs(self.order.starts(step)).flatten() for step in range(lo, min(lo + 256, steps))]
-            inputs = torch.cat(block)
-            step_of = torch.repeat_interleave(torch.arange(lo + 1, lo + 1 + len(block)),  # 1-based steps
-                                              torch.tensor([b.numel() for b in block]))
-            counts += torch.bincount(inputs, minlength=vocab_size)
-            first.scatter_reduce_(0, inputs, step_of, reduce="amin")
-        first[first == never] = -1
-        return counts.numpy(), first.numpy()

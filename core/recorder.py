@@ -1,7 +1,7 @@
 """Incremental HDF5 trajectory writer: frames in, HDF5 out, every recorded step bit-exact.
 
 The file layout is core/format.py's. The training thread hands a frame to `append`, which
-copies it into one of a bounded pool of host buffers (core/staging.py) and returns; a
+copies it into one of a bounded pool of host buffers (a `Slot`) and returns; a
 background thread writes each tensor as one raw chunk and flushes every few frames or
 seconds, advancing `frames_complete` only past flushed frames. When every buffer is
 waiting to be written the training thread waits (backpressure): memory stays flat however
@@ -9,7 +9,8 @@ long the run. The file is in SWMR mode while written: readers may watch a live r
 
 Beside the writer, not in it: the disk-space guards and early writeback (core/disk.py),
 reopening an unfinished file to resume it (core/reopen.py), checkpoints
-(core/checkpoint.py).
+(core/checkpoint.py), and CUDA frames copied on a side stream (core/fast/staging.py, a
+stager handed to the writer).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +33,11 @@ from core.bf16 import hdf5_bfloat16, to_bits
 from core.disk import DiskFullError, RecorderError, Writeback, check_destination, check_free_space
 from core.encoding import COMPRESSIONS, DeltaEncoder, dataset_path, is_delta_coded, set_filters
 from core.format import FORMAT_VERSION, PARAM_TENSORS, SCALARS, environment, frame_bytes, stored_tensors, tied_name
-from core.staging import HostStager, Slot, stager_for
-from core.token_tables import TokenTables
+from core.token_tables import TokenTables, write_token_tables
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DiskFullError", "RecordConfig", "RecorderError", "TrajectoryWriter"]
+__all__ = ["DiskFullError", "HostStager", "RecordConfig", "RecorderError", "Slot", "TrajectoryWriter"]
 
 
 @dataclass
@@ -62,6 +62,35 @@ class RecordConfig:
             raise ValueError(f"compression must be one of {', '.join(COMPRESSIONS)}, got {self.compression!r}.")
 
 
+@dataclass
+class Slot:
+    """One frame's host buffers, reused round-robin."""
+
+    buffers: dict[str, torch.Tensor]  # host, (V, D) or (V,) bf16: what the writer thread writes
+    step: int = 0
+    scalars: dict[str, float | torch.Tensor] = field(default_factory=dict)  # loss, lr, grad_norm
+
+
+class HostStager:
+    """Copies a frame into its slot on the training thread; the slot is ready at once. CPU
+    tensors through numpy (one thread, no OpenMP workers spinning against the writer);
+    others with a blocking copy (a non-blocking read from MPS can be stale)."""
+
+    def new_slot(self, shapes: dict[str, tuple[int, ...]]) -> Slot:
+        return Slot({name: torch.empty(shape, dtype=torch.bfloat16) for name, shape in shapes.items()})
+
+    def stage(self, slot: Slot, tensors: dict[str, torch.Tensor]) -> None:
+        for name, buffer in slot.buffers.items():
+            src = tensors[name].detach()
+            if src.device.type == "cpu":
+                np.copyto(to_bits(buffer), to_bits(src))
+            else:
+                buffer.copy_(src)
+
+    def wait(self, slot: Slot) -> None:
+        """Block until the slot's host buffers hold the frame (writer thread)."""
+
+
 class _Sync(threading.Event):
     """A sync() request in the writer's queue: set once every earlier frame is flushed."""
 
@@ -73,7 +102,7 @@ class _Sync(threading.Event):
 class TrajectoryWriter:
     """Streams frames of a training run into one HDF5 file. Use as a context manager.
 
-    `device`: where the frames' tensors live (chooses the stager); `stager` overrides it.
+    `stager` moves each frame into host buffers (default: `HostStager`, a copy on the calling thread).
     """
 
     def __init__(
@@ -87,11 +116,10 @@ class TrajectoryWriter:
         metadata: dict[str, Any] | None = None,
         tokens: TokenTables | None = None,
         expected_frames: int | None = None,
-        device: torch.device | str = "cpu",
         stager: HostStager | None = None,
         overwrite: bool = False,
     ):
-        self._configure(path, config, vocab_size, dim, tied, stager or stager_for(device))
+        self._configure(path, config, vocab_size, dim, tied, stager or HostStager())
         check_destination(self.path, self.frame_bytes, expected_frames, overwrite)
         file = h5py.File(self.path, "w", libver="latest")
         try:
@@ -157,7 +185,7 @@ class TrajectoryWriter:
         for name, dtype in SCALARS.items():
             f.create_dataset(name, shape=(0,), maxshape=(None,), chunks=(4096,), dtype=dtype)
         if tokens is not None:
-            self._write_token_tables(f, tokens)
+            write_token_tables(f, tokens, self.vocab)
         attrs = {
             "format_version": FORMAT_VERSION,
             "record_every": self.config.every,
@@ -174,16 +202,6 @@ class TrajectoryWriter:
         }
         for key, value in attrs.items():
             f.attrs[key] = "null" if value is None else value
-
-    def _write_token_tables(self, f: h5py.File, tokens: TokenTables) -> None:
-        tables = {t.name: getattr(tokens, t.name) for t in fields(tokens) if getattr(tokens, t.name) is not None}
-        for name, table in tables.items():
-            if len(table) != self.vocab:
-                raise ValueError(f"Token table {name} must have {self.vocab} entries (the vocab size).")
-        f.create_dataset("tokens/dead_mask", data=np.asarray(tokens.dead_mask, dtype=bool))
-        f.create_dataset("tokens/strings", data=tokens.strings, dtype=h5py.string_dtype("utf-8"))
-        for name in tables.keys() - {"dead_mask", "strings"}:  # counts, input_counts, first_input_step
-            f.create_dataset(f"tokens/{name}", data=np.asarray(tables[name], dtype=np.int64))
 
     def _start(self, file: h5py.File, frames: int) -> None:
         """Enter SWMR mode and start the writer thread, `frames` frames already on disk."""

@@ -16,14 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import torch
 
 from core.disk import RecorderError
 from core.encoding import DeltaEncoder, is_delta_coded, read_decoded
 from core.format import FORMAT_VERSION, SCALARS
 from core.h5clear import clear_status_flags
-from core.recorder import RecordConfig, TrajectoryWriter
-from core.staging import stager_for
+from core.recorder import HostStager, RecordConfig, TrajectoryWriter
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +50,7 @@ def resume_trajectory(
     frames: int,
     config: RecordConfig | None = None,
     metadata: dict[str, Any] | None = None,
-    device: torch.device | str = "cpu",
+    stager: HostStager | None = None,
 ) -> TrajectoryWriter:
     """A writer appending to `path` after its first `frames` frames; `metadata` attributes
     are set (or replaced); nothing else in the file changes."""
@@ -81,7 +79,7 @@ def resume_trajectory(
             file[name].resize(frames, axis=0)
         for key, value in (metadata or {}).items():
             file.attrs[key] = json.dumps(value) if isinstance(value, (dict, list, tuple)) else value
-        writer = TrajectoryWriter.attach(file, frames=frames, config=config, stager=stager_for(device), delta=delta)
+        writer = TrajectoryWriter.attach(file, frames=frames, config=config, stager=stager or HostStager(), delta=delta)
     except BaseException:
         file.close()
         raise

@@ -27,7 +27,7 @@ import torch
 from core.bf16 import from_bits, is_hdf5_bfloat16
 from core.encoding import DELTA_GROUP, read_decoded
 from core.format import FORMAT_VERSION
-from core.token_tables import OPTIONAL_TABLES, TokenTables
+from core.token_tables import TokenTableViews
 
 Index = int | slice | np.ndarray | list[int]
 
@@ -97,8 +97,11 @@ class TensorView:
         return from_bits(bits)
 
 
-class Trajectory:
-    """A trajectory file opened read-only and lazily. Use as a context manager or close()."""
+class Trajectory(TokenTableViews):
+    """A trajectory file opened read-only and lazily. Use as a context manager or close().
+
+    Token tables (dead, live, counts, strings, ...): core/token_tables.py `TokenTableViews`.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -189,55 +192,6 @@ class Trajectory:
     @property
     def tied(self) -> bool:
         return bool(self.file.attrs["tied"])
-
-    def _tokens(self, name: str) -> np.ndarray:
-        if f"tokens/{name}" not in self.file:
-            why = " (recorded before the harness stored it: run the scenario again)" if name in OPTIONAL_TABLES else ""
-            raise KeyError(f"{self.path} has no token table tokens/{name}{why}.")
-        return self.file[f"tokens/{name}"][:]
-
-    @property
-    def dead_mask(self) -> np.ndarray:
-        return self._tokens("dead_mask").astype(bool)
-
-    @property
-    def dead(self) -> np.ndarray:
-        """Ids of tokens that never occur in the training corpus."""
-        return np.flatnonzero(self.dead_mask)
-
-    @property
-    def live(self) -> np.ndarray:
-        return np.flatnonzero(~self.dead_mask)
-
-    @property
-    def counts(self) -> np.ndarray:
-        return self._tokens("counts")
-
-    @property
-    def input_counts(self) -> np.ndarray:
-        """(vocab,) input positions holding each token over the run's planned batches."""
-        return self._tokens("input_counts")
-
-    @property
-    def first_input_step(self) -> np.ndarray:
-        """(vocab,) the first optimizer step whose batch holds the token as an input; -1 never."""
-        return self._tokens("first_input_step")
-
-    @property
-    def never_input(self) -> np.ndarray:
-        """Ids of tokens no batch of the run feeds in (the dead ones, and live ones never drawn)."""
-        return np.flatnonzero(self.first_input_step < 0)
-
-    @property
-    def strings(self) -> list[str]:
-        return [s.decode() if isinstance(s, bytes) else s for s in self._tokens("strings")]
-
-    def token_tables(self) -> TokenTables | None:
-        """Every token table the file holds (None where it holds none: a file written without them)."""
-        if "tokens/dead_mask" not in self.file:
-            return None
-        optional = {n: self._tokens(n) for n in OPTIONAL_TABLES if f"tokens/{n}" in self.file}
-        return TokenTables(self.dead_mask, self.counts, self.strings, **optional)
 
     def close(self) -> None:
         self.file.close()

@@ -42,6 +42,7 @@ from core.checkpoint import (
     save_checkpoint,
 )
 from core.fast import kernel_environment
+from core.fast.staging import frame_stager
 from core.format import FORMAT_VERSION, environment
 from core.recorder import RecordConfig, TrajectoryWriter
 from core.reopen import resume_trajectory
@@ -204,7 +205,7 @@ def resume_writer(path: Path, training: Training, context: dict[str, Any], recor
     restore(training, ckpt)
     resumed = json.loads(attrs.get("resumed_at_steps", "[]")) + [ckpt.steps_done]
     writer = resume_trajectory(path, frames=ckpt.frames, config=record, metadata={"resumed_at_steps": resumed},
-                               device=training.device)
+                               stager=frame_stager(training.device))
     log.info("resuming %s from %s: step %d, %d frames kept", path, ckpt_path, ckpt.steps_done, ckpt.frames)
     return writer
 

@@ -16,10 +16,11 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from core.checkpoint import checkpoint_path
 from core.fast import choose_kernels
+from core.fast.staging import frame_stager
 from core.recorder import TrajectoryWriter
 from core.run import train_and_record
 from core.step import StepResult
-from core.token_tables import TokenTables
+from core.token_tables import TokenTables, input_usage
 from core.train import Training
 from core.trajectory import Trajectory
 from harness.checks import CheckContext, Verdict, run_check
@@ -162,12 +163,12 @@ def run_scenario(
         if not overwrite:
             refuse_to_overwrite(path)
         # Over the planned steps (a run stopped early still names the batches its plan draws).
-        usage = training.batches.input_usage(scenario.train.steps, scenario.model.vocab_size)
+        usage = input_usage(training.batches, scenario.train.steps, scenario.model.vocab_size)
         tokens = TokenTables(data.dead_mask, data.counts, data.strings, *usage)
         writer = TrajectoryWriter(
             path, vocab_size=scenario.model.vocab_size, dim=scenario.model.n_embd, tied=scenario.model.tied,
             config=scenario.record, metadata=metadata, tokens=tokens,
-            expected_frames=expected_frames(steps, scenario.record.every), device=training.device,
+            expected_frames=expected_frames(steps, scenario.record.every), stager=frame_stager(training.device),
             overwrite=overwrite,
         )
         ckpt.unlink(missing_ok=True)  # an earlier run's

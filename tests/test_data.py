@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from core.data import IGNORE_INDEX, BatchOrder, Batches, DataConfig, Windows
+from core.token_tables import input_usage
 
 
 def test_one_window_per_start_position_like_token_dataset():
@@ -77,7 +78,7 @@ def test_input_usage_counts_the_inputs_of_exactly_the_run_batches():
     ids = torch.tensor([5, 1, 2, 3, 1, 2, 9, 4, 0, 1, 2, 7])  # token 6 and 8 never occur
     batches = Batches(ids, DataConfig(seq_len=3, batch_size=2, target_offset=1, seed=0))
     steps, vocab = 4, 10
-    counts, first = batches.input_usage(steps, vocab)
+    counts, first = input_usage(batches, steps, vocab)
     want_counts, want_first = torch.zeros(vocab, dtype=torch.long), torch.full((vocab,), -1)
     for step in range(steps):
         inputs, targets = batches[step]

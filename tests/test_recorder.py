@@ -21,6 +21,7 @@ from core.bf16 import from_bits, hdf5_bfloat16, to_bits
 from core.data import DataConfig
 from core.model import ModelConfig
 from core.fast import KernelConfig, choose_kernels
+from core.fast.staging import frame_stager
 from core.format import PARAM_TENSORS
 from core.recorder import RecordConfig, RecorderError, TrajectoryWriter
 from core.run import frame_tensors, train_and_record
@@ -103,7 +104,8 @@ def test_cuda_frames_through_the_side_stream_are_exact(tmp_path, random_ids, tie
     steps, path = 9, tmp_path / "cuda.h5"
     config = RecordConfig(tensors=ALL, queue_frames=2)
     training = small_training(random_ids, tied, steps, device="cuda", cuda_graph=cuda_graph)
-    with TrajectoryWriter(path, vocab_size=V, dim=D, tied=tied, config=config, device=training.device) as w:
+    with TrajectoryWriter(path, vocab_size=V, dim=D, tied=tied, config=config,
+                          stager=frame_stager(training.device)) as w:
         train_and_record(training, w)
         names = w.names
     expected = expected_frames(random_ids, tied, steps, 1, names, device="cuda", cuda_graph=cuda_graph)

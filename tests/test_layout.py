@@ -1,0 +1,45 @@
+"""The layout README promises: a reading path of at most 10 files and ~1,300 lines, listed with
+counts that match the files, and no module in core/ or harness/ over ~400 lines."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MAX_PATH_FILES, MAX_PATH_LINES, MAX_MODULE_LINES = 10, 1_400, 420
+
+
+def line_count(path: Path) -> int:
+    return len(path.read_text(encoding="utf-8").splitlines())
+
+
+def reading_path() -> dict[str, int]:
+    """README's reading-path table: file -> the line count it states."""
+    rows = re.findall(r"^\| `(core/[\w/]+\.py)` \| (\d+) \|", (ROOT / "README.md").read_text(encoding="utf-8"),
+                      flags=re.MULTILINE)
+    return {path: int(lines) for path, lines in rows}
+
+
+def test_the_reading_path_is_short_and_its_counts_are_the_files():
+    listed = reading_path()
+    assert 5 <= len(listed) <= MAX_PATH_FILES, listed
+    actual = {path: line_count(ROOT / path) for path in listed}
+    assert sum(actual.values()) <= MAX_PATH_LINES, actual
+    stale = {p: (listed[p], n) for p, n in actual.items() if abs(n - listed[p]) > max(10, listed[p] // 10)}
+    assert not stale, f"README's reading-path counts (listed, actual) are stale: {stale}"
+    for needed in ("core/step.py", "core/recorder.py", "core/trajectory.py"):
+        assert needed in listed
+
+
+def test_the_reading_path_never_imports_the_fast_package():
+    for path in reading_path():
+        source = (ROOT / path).read_text(encoding="utf-8")
+        assert not re.search(r"^\s*(from|import) core\.fast", source, flags=re.MULTILINE), path
+
+
+def test_no_module_is_over_about_400_lines():
+    modules = [p for folder in ("core", "harness") for p in (ROOT / folder).rglob("*.py")]
+    assert len(modules) > 20
+    long = {str(p.relative_to(ROOT)): line_count(p) for p in modules if line_count(p) > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
