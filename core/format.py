@@ -18,6 +18,10 @@ One HDF5 file per run:
   Opt-in compression (core/encoding.py): `zstd` keeps this layout with compressed chunks;
   `delta-zstd` stores E, W and the moments XOR-coded under /delta/.
 
+Every dataset carries netCDF-4 dimension scales and CF-style attributes (core/netcdf.py):
+`/step` is the frame axis' coordinate, `/token` (ids) and `/dim` the others, so
+`xarray.open_dataset(path, engine="h5netcdf")` shows W(step, token, dim) and `.sel(step=500)` works.
+
 Frame 0 is the initial state (gradients and moments zero); frame k is the state after the
 k-th recorded optimizer step. `frames_complete` only ever names frames that are fully
 flushed, so a killed run leaves a file whose first `frames_complete` frames are exact.
@@ -34,9 +38,14 @@ import numpy as np
 import torch
 
 FORMAT_VERSION = 1
+# HDF5 object formats: the oldest that keeps SWMR and the chunk indexes the writer needs (1.10), so
+# that every HDF5 >= 1.10 reader opens every object (a bool dataset written as "latest" is not).
+LIBVER = ("v110", "latest")
 PARAM_TENSORS = ("E", "W", "grad_E", "grad_W", "exp_avg_E", "exp_avg_W", "exp_avg_sq_E", "exp_avg_sq_W")  # (V, D)
 SCALARS = {"step": np.int64, "loss": np.float32, "lr": np.float64, "grad_norm": np.float32}  # one per frame
 RECORDABLE = PARAM_TENSORS + ("logits",) + tuple(SCALARS)
+REQUIRED_ATTRIBUTES = ("frames_complete", "record_every", "tied", "vocab_size", "dim", "tensors")
+COORDINATES = ("token", "dim")  # netCDF coordinate variables (dimension scales) beside `step`
 
 
 def tied_name(name: str) -> str:
@@ -70,7 +79,7 @@ def environment() -> dict[str, str]:
         "platform": platform.platform(),
         "torch": torch.__version__,
         "torch_threads": str(torch.get_num_threads()),  # on a CPU the thread count changes reduction order, so bits
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the vector kernels torch picked (AVX2, AVX512, ...)
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the vector kernels torch picked: AVX2, AVX512...
         "transformers": version("transformers"),  # read from the installed metadata: importing it costs seconds
         "tokenizers": version("tokenizers"),
         "numpy": np.__version__,

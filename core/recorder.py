@@ -32,7 +32,9 @@ import torch
 from core.bf16 import hdf5_bfloat16, to_bits
 from core.disk import DiskFullError, RecorderError, Writeback, check_destination, check_free_space
 from core.encoding import COMPRESSIONS, DeltaEncoder, dataset_path, is_delta_coded, set_filters
-from core.format import FORMAT_VERSION, PARAM_TENSORS, SCALARS, environment, frame_bytes, stored_tensors, tied_name
+from core.format import (FORMAT_VERSION, LIBVER, PARAM_TENSORS, SCALARS, environment, frame_bytes, stored_tensors,
+                         tied_name)
+from core.netcdf import label_axes
 from core.token_tables import TokenTables, write_token_tables
 
 log = logging.getLogger(__name__)
@@ -121,7 +123,7 @@ class TrajectoryWriter:
     ):
         self._configure(path, config, vocab_size, dim, tied, stager or HostStager())
         check_destination(self.path, self.frame_bytes, expected_frames, overwrite)
-        file = h5py.File(self.path, "w", libver="latest")
+        file = h5py.File(self.path, "w", libver=LIBVER)
         try:
             self._create_layout(file, metadata or {}, tokens)
         except BaseException:
@@ -186,6 +188,7 @@ class TrajectoryWriter:
             f.create_dataset(name, shape=(0,), maxshape=(None,), chunks=(4096,), dtype=dtype)
         if tokens is not None:
             write_token_tables(f, tokens, self.vocab)
+        label_axes(f, self.vocab, self.dim)
         attrs = {
             "format_version": FORMAT_VERSION,
             "record_every": self.config.every,
@@ -310,7 +313,8 @@ class TrajectoryWriter:
                         self._writeback.wrote(self.file.id.get_vfd_handle())
                     unflushed += 1
                     now = time.monotonic()
-                    if unflushed >= self.config.flush_every_frames or now - last_flush >= self.config.flush_every_seconds:
+                    due = now - last_flush >= self.config.flush_every_seconds
+                    if unflushed >= self.config.flush_every_frames or due:
                         self._flush()
                         unflushed, last_flush = 0, now
             except BaseException as exc:  # keep draining so the training thread never deadlocks

@@ -1,6 +1,8 @@
 """Reopen an unfinished trajectory to append after its first N frames (a resumed run).
 
-Frames after those N are discarded (every frame dataset shrinks to N along axis 0;
+The file is read, never changed, until every check has passed: the layout matches, and the
+N frames kept lie inside the file as it is on disk (a truncated copy is refused, never padded
+into frames of zeros). Frames after those N are discarded (every frame dataset shrinks to N along axis 0;
 frames_complete = N), so the caller continues from the training state those frames end
 at (a checkpoint, core/checkpoint.py). The file's own layout wins: the record config must
 record the same tensors every the same number of steps, with the same compression. A file
@@ -19,8 +21,9 @@ import h5py
 
 from core.disk import RecorderError
 from core.encoding import DeltaEncoder, is_delta_coded, read_decoded
-from core.format import FORMAT_VERSION, SCALARS
+from core.format import FORMAT_VERSION, LIBVER, SCALARS
 from core.h5clear import clear_status_flags
+from core.h5read import TrajectoryFileError, check_frames, open_for_reading, reason
 from core.recorder import HostStager, RecordConfig, TrajectoryWriter
 
 log = logging.getLogger(__name__)
@@ -59,10 +62,17 @@ def resume_trajectory(
     config.validate()
     if not path.is_file():
         raise FileNotFoundError(f"Cannot resume trajectory {path}: no such file.")
-    with h5py.File(path, "r", libver="latest", swmr=True) as f:
-        _check_resumable(path, dict(f.attrs), frames, config)
+    f, _ = open_for_reading(path)
+    with f:  # every check reads the file; nothing changes it before they all pass
+        try:
+            attrs = dict(f.attrs)
+        except (OSError, KeyError) as exc:  # damaged metadata
+            raise TrajectoryFileError(f"Cannot resume trajectory {path}: {reason(exc)}.") from exc
+        _check_resumable(path, attrs, frames, config)
+        kept = {**TrajectoryWriter.stored_names(config, bool(attrs["tied"])), **{name: name for name in SCALARS}}
+        check_frames(f, path, kept, frames)
     clear_status_flags(path)
-    file = h5py.File(path, "a", libver="latest")
+    file = h5py.File(path, "a", libver=LIBVER)
     try:
         # frames_complete first: a kill while shrinking leaves a file that still reads right.
         file.attrs["frames_complete"] = frames

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from core.data import Batches
+from core.h5read import TrajectoryFileError, reason
 
 OPTIONAL_TABLES = ("input_counts", "first_input_step")  # absent from files recorded before 2026-11-23
 
@@ -35,7 +36,10 @@ class TokenTableViews:
         if f"tokens/{name}" not in self.file:
             why = " (recorded before the harness stored it: run the scenario again)" if name in OPTIONAL_TABLES else ""
             raise KeyError(f"{self.path} has no token table tokens/{name}{why}.")
-        return self.file[f"tokens/{name}"][:]
+        try:
+            return self.file[f"tokens/{name}"][:]
+        except (OSError, KeyError) as exc:  # damaged bytes (a truncated or overwritten file)
+            raise TrajectoryFileError(f"Cannot read token table tokens/{name} of {self.path}: {reason(exc)}.") from exc
 
     @property
     def dead_mask(self) -> np.ndarray:
@@ -106,7 +110,8 @@ def input_usage(batches: Batches, steps: int, vocab_size: int) -> tuple[np.ndarr
     never = steps + 1
     first = torch.full((vocab_size,), never, dtype=torch.long)
     for lo in range(0, steps, 256):  # 256 steps of inputs at a time: (256 * B * T,) ids
-        block = [batches.windows.inputs(batches.order.starts(step)).flatten() for step in range(lo, min(lo + 256, steps))]
+        block = [batches.windows.inputs(batches.order.starts(step)).flatten()
+                 for step in range(lo, min(lo + 256, steps))]
         inputs = torch.cat(block)
         step_of = torch.repeat_interleave(torch.arange(lo + 1, lo + 1 + len(block)),  # 1-based steps
                                           torch.tensor([b.numel() for b in block]))

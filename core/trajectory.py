@@ -10,7 +10,8 @@ Compressed files (core/encoding.py) read the same way, bit-exact.
 
 Only frames up to the file's `frames_complete` attribute exist for the reader, so a file
 from a killed run reads exactly the frames that were fully on disk. Files being written
-can be opened too (SWMR); `refresh()` picks up frames written since.
+can be opened too (SWMR); `refresh()` picks up frames written since. A truncated, damaged or
+foreign file is a TrajectoryFileError at once (core/h5read.py).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ import torch
 
 from core.bf16 import from_bits, is_hdf5_bfloat16
 from core.encoding import DELTA_GROUP, read_decoded
-from core.format import FORMAT_VERSION
+from core.format import COORDINATES
+from core.h5read import TrajectoryFileError, check_attributes, check_frames, open_for_reading, reason
+from core.netcdf import to_xarray
 from core.token_tables import TokenTableViews
 
 Index = int | slice | np.ndarray | list[int]
@@ -79,6 +82,13 @@ class TensorView:
 
     def _read(self, start: int, stop: int) -> torch.Tensor | np.ndarray:
         """Frames [start, stop): bf16 as raw bits -> torch.bfloat16; others as numpy."""
+        try:
+            return self._read_frames(start, stop)
+        except OSError as exc:  # damaged bytes HDF5 notices (a bad checksum, a chunk that does not decode)
+            raise TrajectoryFileError(f"Cannot read frames {start}..{stop - 1} of {self.name} in {self.traj.path}: "
+                                      f"{reason(exc)}.") from exc
+
+    def _read_frames(self, start: int, stop: int) -> torch.Tensor | np.ndarray:
         if not self.is_bf16:
             return self.dataset[start:stop]
         if self.keyframe_every:
@@ -105,21 +115,24 @@ class Trajectory(TokenTableViews):
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"Trajectory file not found: {self.path}")
+        self.file, self.swmr = open_for_reading(self.path)  # swmr: its writer is live, was killed, or it is cut
         try:
-            self.file = h5py.File(self.path, "r", libver="latest", swmr=True)
-        except OSError as exc:
-            raise OSError(f"Cannot open trajectory {self.path}: {exc}") from exc
-        version = self.file.attrs.get("format_version")
-        if version != FORMAT_VERSION:
+            self._load()
+        except BaseException as exc:
             self.file.close()
-            raise ValueError(f"{self.path} has format_version {version}; this reader knows {FORMAT_VERSION}.")
-        self._frames = int(self.file.attrs["frames_complete"])
-        self._paths = {k: k for k, v in self.file.items() if isinstance(v, h5py.Dataset)}
+            if isinstance(exc, (OSError, KeyError, RuntimeError)):  # h5py's errors reading damaged metadata
+                raise TrajectoryFileError(f"Cannot read trajectory {self.path}: {reason(exc)}.") from exc
+            raise
+
+    def _load(self) -> None:
+        """Read the layout; a foreign, older or damaged file is a TrajectoryFileError naming it."""
+        check_attributes(self.file, self.path)
+        self._paths = {k: k for k, v in self.file.items() if isinstance(v, h5py.Dataset) and k not in COORDINATES}
         if DELTA_GROUP in self.file:
             self._paths.update({k: f"{DELTA_GROUP}/{k}" for k in self.file[DELTA_GROUP]})
         self._names = sorted(self._paths)
+        self._frames = int(self.file.attrs["frames_complete"])
+        check_frames(self.file, self.path, self._paths, self._frames)
 
     # -------------------------------------------------------------- frames
     def __len__(self) -> int:
@@ -132,8 +145,8 @@ class Trajectory(TokenTableViews):
         Views taken before the refresh keep reading the old handle; take new ones.
         """
         self.file.close()
-        self.file = h5py.File(self.path, "r", libver="latest", swmr=True)
-        self._frames = int(self.file.attrs["frames_complete"])
+        self.file, self.swmr = open_for_reading(self.path)
+        self._load()
         return self._frames
 
     @property
@@ -192,6 +205,10 @@ class Trajectory(TokenTableViews):
     @property
     def tied(self) -> bool:
         return bool(self.file.attrs["tied"])
+
+    def to_xarray(self):
+        """The file as a lazy xarray.Dataset with named axes (core/netcdf.py; the optional extra `xarray`)."""
+        return to_xarray(self)
 
     def close(self) -> None:
         self.file.close()

@@ -30,7 +30,6 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-import h5py
 
 from core.checkpoint import (
     CheckpointError,
@@ -44,6 +43,7 @@ from core.checkpoint import (
 from core.fast import kernel_environment
 from core.fast.staging import frame_stager
 from core.format import FORMAT_VERSION, environment
+from core.h5read import TrajectoryFileError, open_for_reading, reason
 from core.recorder import RecordConfig, TrajectoryWriter
 from core.reopen import resume_trajectory
 from core.step import StepResult
@@ -212,10 +212,14 @@ def resume_writer(path: Path, training: Training, context: dict[str, Any], recor
 
 def _attrs(path: Path) -> dict[str, Any]:
     try:
-        with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        f, _ = open_for_reading(path)
+    except TrajectoryFileError as exc:
+        raise CheckpointError(f"Cannot resume {path}: {exc}") from exc
+    with f:
+        try:
             return {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
-    except OSError as exc:
-        raise CheckpointError(f"Cannot resume {path}: it cannot be read as HDF5: {exc}") from exc
+        except (OSError, KeyError, RuntimeError) as exc:  # damaged metadata
+            raise CheckpointError(f"Cannot resume {path}: its attributes cannot be read: {reason(exc)}.") from exc
 
 
 def run_environment() -> dict[str, str]:
