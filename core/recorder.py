@@ -7,7 +7,8 @@ seconds, advancing `frames_complete` only past flushed frames. When every buffer
 waiting to be written the training thread waits (backpressure): memory stays flat however
 long the run. The file is in SWMR mode while written: readers may watch a live run.
 
-Beside the writer, not in it: the disk-space guards and early writeback (core/disk.py),
+Beside the writer, not in it: a new file's datasets and attributes (core/layout.py), the
+disk-space guards and early writeback (core/disk.py),
 reopening an unfinished file to resume it (core/reopen.py), checkpoints
 (core/checkpoint.py), and CUDA frames copied on a side stream (core/fast/staging.py, a
 stager handed to the writer).
@@ -15,7 +16,6 @@ stager handed to the writer).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -29,17 +29,18 @@ import h5py
 import numpy as np
 import torch
 
-from core.bf16 import hdf5_bfloat16, to_bits
-from core.disk import DiskFullError, RecorderError, Writeback, check_destination, check_free_space
-from core.encoding import COMPRESSIONS, DeltaEncoder, dataset_path, is_delta_coded, set_filters
-from core.format import (FORMAT_VERSION, LIBVER, PARAM_TENSORS, SCALARS, environment, frame_bytes, stored_tensors,
-                         tied_name)
-from core.netcdf import label_axes
-from core.token_tables import TokenTables, write_token_tables
+from core.bf16 import to_bits
+from core.disk import (Ballast, DiskFullError, RecorderError, Writeback, check_destination, check_free_space,
+                       new_file)
+from core.encoding import COMPRESSIONS, DeltaEncoder, dataset_path, is_delta_coded
+from core.format import SCALARS, frame_bytes, stored_tensors, tied_name
+from core.layout import create_layout
+from core.token_tables import TokenTables
 
 log = logging.getLogger(__name__)
 
 __all__ = ["DiskFullError", "HostStager", "RecordConfig", "RecorderError", "Slot", "TrajectoryWriter"]
+FRAME_MARGIN_MB = 1.0  # beyond a frame's bytes, free space its metadata may need (closing has the ballast)
 
 
 @dataclass
@@ -50,7 +51,7 @@ class RecordConfig:
     flush_every_seconds: float = 5.0  # ...or this many seconds, whichever comes first
     fsync: bool = False  # also fsync on flush (survives power loss, slower)
     queue_frames: int = 4  # host buffers in flight between training and the writer thread
-    disk_reserve_mb: float = 16.0  # stop (cleanly) when less than a frame plus this is free
+    disk_reserve_mb: float = 16.0  # held beside the file from the start, given back to close it on a full disk
     checkpoint_every: int = 100  # resumable checkpoint every N steps (core/checkpoint.py); 0 = none
     compression: str = "none"  # none | zstd | delta-zstd (core/encoding.py); lossless, opt-in
     writeback_every_mb: float = 16.0  # start the disk writing each N MB written (Linux); 0 = leave it to the OS
@@ -120,16 +121,20 @@ class TrajectoryWriter:
         expected_frames: int | None = None,
         stager: HostStager | None = None,
         overwrite: bool = False,
+        other_bytes: int = 0,
     ):
+        """`other_bytes`: what the caller writes beside the file (a checkpoint), for the up-front check."""
         self._configure(path, config, vocab_size, dim, tied, stager or HostStager())
-        check_destination(self.path, self.frame_bytes, expected_frames, overwrite)
-        file = h5py.File(self.path, "w", libver=LIBVER)
+        reserve = int(self.config.disk_reserve_mb * 2**20)
+        check_destination(self.path, self.frame_bytes, expected_frames, overwrite, reserve + other_bytes)
+        self._ballast, self._created = Ballast(self.path, self.config.disk_reserve_mb), True  # created: see close
+        file = new_file(self.path, lambda f: create_layout(f, self.config, self.paths, self.vocab, self.dim, self.tied, metadata or {}, tokens), self._ballast)
         try:
-            self._create_layout(file, metadata or {}, tokens)
+            self._start(file, frames=0)
         except BaseException:
-            file.close()
+            self._abandon(file)
+            self.path.unlink(missing_ok=True)  # it holds no frame
             raise
-        self._start(file, frames=0)
 
     @classmethod
     def attach(cls, file: h5py.File, *, frames: int, config: RecordConfig, stager: HostStager,
@@ -140,10 +145,24 @@ class TrajectoryWriter:
         self = cls.__new__(cls)
         self._configure(file.filename, config, int(attrs["vocab_size"]), int(attrs["dim"]), bool(attrs["tied"]),
                         stager)
+        self._ballast, self._created = Ballast(self.path, config.disk_reserve_mb), False
         if delta is not None:
             self._delta = delta
-        self._start(file, frames=frames)
+        try:
+            self._start(file, frames=frames)
+        except BaseException:
+            self._abandon(file)
+            raise
         return self
+
+    def _abandon(self, file: h5py.File | None) -> None:
+        """After a failed start: give the reserve back first (HDF5 may need it to close), then close."""
+        self._ballast.release()
+        try:
+            if file is not None:
+                file.close()
+        except Exception as exc:
+            log.debug("closing %s after a failed start: %s", self.path, exc)
 
     @staticmethod
     def stored_names(config: RecordConfig, tied: bool) -> dict[str, str]:
@@ -162,49 +181,6 @@ class TrajectoryWriter:
         self._delta = DeltaEncoder(self.config.keyframe_every) if self.config.compression == "delta-zstd" else None
         self.frame_bytes = frame_bytes(self.names, vocab_size, dim)
         self.stager = stager
-
-    def _create_layout(self, f: h5py.File, metadata: dict[str, Any], tokens: TokenTables | None) -> None:
-        compression = self.config.compression
-        for name in self.names:
-            shape = (self.vocab,) if name == "logits" else (self.vocab, self.dim)
-            space = h5py.h5s.create_simple((0,) + shape, (h5py.h5s.UNLIMITED,) + shape)
-            dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-            dcpl.set_chunk((1,) + shape)  # one frame per chunk
-            set_filters(dcpl, compression)
-            delta = is_delta_coded(name, compression)
-            lcpl = h5py.h5p.create(h5py.h5p.LINK_CREATE)
-            lcpl.set_create_intermediate_group(True)
-            h5py.h5d.create(f.id, self.paths[name].encode(), h5py.h5t.STD_U16LE if delta else hdf5_bfloat16(), space,
-                            dcpl=dcpl, lcpl=lcpl)
-            if delta:
-                f[self.paths[name]].attrs.update(
-                    encoding="bfloat16 bits, XOR the previous frame's bits except at keyframes",
-                    keyframe_every=self.config.keyframe_every)
-        if self.tied:
-            for name in self.names:
-                for alias in {n for n in PARAM_TENSORS if tied_name(n) == name} - {name}:
-                    f[dataset_path(alias, compression)] = f[self.paths[name]]  # hard link: one dataset, two names
-        for name, dtype in SCALARS.items():
-            f.create_dataset(name, shape=(0,), maxshape=(None,), chunks=(4096,), dtype=dtype)
-        if tokens is not None:
-            write_token_tables(f, tokens, self.vocab)
-        label_axes(f, self.vocab, self.dim)
-        attrs = {
-            "format_version": FORMAT_VERSION,
-            "record_every": self.config.every,
-            "tied": self.tied,
-            "vocab_size": self.vocab,
-            "dim": self.dim,
-            "tensors": json.dumps(list(self.config.tensors)),
-            "compression": compression,
-            "keyframe_every": self.config.keyframe_every,
-            "environment": json.dumps(environment()),
-            **{k: json.dumps(v) if isinstance(v, (dict, list, tuple)) else v for k, v in metadata.items()},
-            "frames_complete": 0,
-            "closed_cleanly": False,
-        }
-        for key, value in attrs.items():
-            f.attrs[key] = "null" if value is None else value
 
     def _start(self, file: h5py.File, frames: int) -> None:
         """Enter SWMR mode and start the writer thread, `frames` frames already on disk."""
@@ -289,11 +265,10 @@ class TrajectoryWriter:
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             kind = type(self._error) if isinstance(self._error, RecorderError) else RecorderError
-            raise kind(
-                f"Writing trajectory {self.path} failed after {self.frames_written} frames: {self._error}. "
-                f"Frames 0..{self.frames_complete - 1} are complete on disk (attribute frames_complete = "
-                f"{self.frames_complete})."
-            ) from self._error
+            safe = (f"Frames 0..{self.frames_complete - 1} are complete on disk" if self.frames_complete
+                    else "No frame is complete on disk")
+            raise kind(f"Writing trajectory {self.path} failed after {self.frames_written} frames: {self._error}. "
+                       f"{safe} (attribute frames_complete = {self.frames_complete}).") from self._error
 
     # ---------------------------------------------------------------- writer thread
     def _write_loop(self) -> None:
@@ -330,7 +305,7 @@ class TrajectoryWriter:
         """Write one frame: each tensor is exactly one chunk, written as raw bytes."""
         self.stager.wait(slot)
         n = self.frames_written
-        check_free_space(self.path, self.frame_bytes, self.config.disk_reserve_mb)
+        check_free_space(self.path, self.frame_bytes, FRAME_MARGIN_MB)
         for name in self.names:
             dset = self._datasets[name]
             dset.resize(n + 1, axis=0)
@@ -381,6 +356,7 @@ class TrajectoryWriter:
         self._thread.join()
         if self._writeback is not None:
             self._writeback.stop()
+        self._ballast.release()  # the space to flush and close in, whatever happened
         try:
             if self._error is None or isinstance(self._error, DiskFullError):
                 self._flush()  # a disk-full stop left HDF5 intact: keep every written frame
@@ -394,6 +370,8 @@ class TrajectoryWriter:
                 self.file.close()
             except Exception as exc:  # HDF5 flushes again on close; after a full disk that fails too
                 log.debug("closing %s after a failure: %s", self.path, exc)
+        if self._error is not None and self._created and self.frames_complete == 0:
+            self.path.unlink(missing_ok=True)  # a failed run that recorded nothing leaves nothing
         self._raise_if_failed()
 
     def __enter__(self) -> TrajectoryWriter:

@@ -42,7 +42,8 @@ from core.checkpoint import (
 )
 from core.fast import kernel_environment
 from core.fast.staging import frame_stager
-from core.format import FORMAT_VERSION, environment
+from core.environment import environment
+from core.format import FORMAT_VERSION
 from core.h5read import TrajectoryFileError, open_for_reading, reason
 from core.recorder import RecordConfig, TrajectoryWriter
 from core.reopen import resume_trajectory

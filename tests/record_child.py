@@ -39,6 +39,7 @@ def main() -> int:
     parser.add_argument("--fsize-limit", type=int, default=0, help="simulate a full disk past this file size")
     parser.add_argument("--reserve-mb", type=float, default=16.0)
     parser.add_argument("--compression", default="none")
+    parser.add_argument("--expect-frames", type=int, default=None, help="the writer's expected_frames (reserves space)")
     args = parser.parse_args()
     if args.fsize_limit:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
@@ -46,7 +47,12 @@ def main() -> int:
     training = make_training(args.steps)
     config = RecordConfig(tensors=TENSORS, flush_every_frames=1, queue_frames=2, disk_reserve_mb=args.reserve_mb,
                           compression=args.compression, keyframe_every=4)
-    writer = TrajectoryWriter(args.path, vocab_size=1000, dim=64, tied=False, config=config)
+    try:
+        writer = TrajectoryWriter(args.path, vocab_size=1000, dim=64, tied=False, config=config,
+                                  expected_frames=args.expect_frames)
+    except Exception as exc:  # a disk full before the first frame
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return 3
     try:
         train_and_record(training, writer, on_step=lambda r: print(f"step {r.step}", flush=True))
     finally:

@@ -319,6 +319,41 @@ def test_full_disk_stops_cleanly_and_keeps_every_written_frame(small_disk):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("fill_after", ["the file appears", "step 1"])
+def test_a_disk_filled_by_another_process_ends_the_run_cleanly(small_disk, fill_after):
+    """Another process takes every free byte once the trajectory exists, or after step 1: the
+    run stops with a clear error, the reserve held beside the file lets HDF5 close it, every
+    complete frame reads back; a file with no frame is not left behind.
+    Before: signal 11 inside HDF5, no message."""
+    path = small_disk / "early.h5"
+    child = subprocess.Popen([sys.executable, str(CHILD), str(path), "40", "--reserve-mb", "0.25"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    if fill_after == "step 1":
+        assert child.stdout.readline().strip() == "step 1"
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    fd = os.open(small_disk / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:  # until ENOSPC
+            os.write(fd, b"\0" * 65536)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    out, err = child.communicate(timeout=300)
+    assert child.returncode == 3, (child.returncode, err[-2000:])  # record_child: a RecorderError, reported
+    assert "early.h5" in err and ("disk is full" in err or "No space" in err), err[-2000:]
+    assert "Traceback" not in err and not list(small_disk.glob(".early.h5.reserve")), err[-2000:]
+    if fill_after == "step 1" or path.exists():  # a run that recorded no frame leaves no file
+        with Trajectory(path) as traj:
+            assert len(traj) >= 1  # frame 0 at least (step 1's frame may still have been queued)
+            assert traj.steps.tolist() == list(range(len(traj)))
+            for frame in range(len(traj)):
+                assert torch.isfinite(traj["W"][frame].float()).all()
+
+
+@pytest.mark.slow
 def test_failed_hdf5_write_still_names_the_frames_that_are_safe(tmp_path):
     # A file-size limit makes HDF5's own write fail (EFBIG), past the free-space guard.
     path = tmp_path / "limited.h5"
