@@ -63,6 +63,18 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
 
 
+def describe_groups(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[dict]:
+    """Each param group as the live optimizer holds it: its settings and its parameters' names
+    (a tied run's shared E/W under both names). For the trajectory's metadata: checks read these,
+    never the scenario."""
+    names: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        names.setdefault(id(param), []).append(name)
+    return [{"lr": group["lr"], "weight_decay": group["weight_decay"], "betas": list(group["betas"]),
+             "eps": group["eps"], "params": [n for p in group["params"] for n in names.get(id(p), ["?"])]}
+            for group in optimizer.param_groups]
+
+
 def lr_factor(step: int, total_steps: int, schedule: str) -> float:
     """Multiplier of the base LR for 0-based optimizer step `step` of `total_steps`."""
     if schedule == "constant":

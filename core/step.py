@@ -50,7 +50,7 @@ class StepResult:
     step: int  # optimizer steps done, 1-based
     loss: torch.Tensor  # () float32, on the device
     grad_norm: torch.Tensor  # () pre-clip global grad norm, on the device
-    lr: float  # the LR this step used
+    lr: float  # the LR this step used, read back from the optimizer's first param group
     grads: dict[str, torch.Tensor] = field(default_factory=dict)  # pre-clip "grad_E"/"grad_W", (V, D) bf16
     logits_row: torch.Tensor | None = None  # (V,) bf16: sequence 0, last position (as the notebooks sampled)
 
@@ -137,4 +137,5 @@ def train_step(
     out = kernels.forward_backward(model, inputs, targets, max_grad_norm, capture_grads, capture_logits)
     update(optimizer, lr)
     optimizer.zero_grad(set_to_none=True)
-    return StepResult(step, out.loss, out.grad_norm, lr, out.grads, out.logits_row)
+    ran_at = optimizer.param_groups[0]["lr"]  # as the optimizer held it (what a check of the file reads)
+    return StepResult(step, out.loss, out.grad_norm, ran_at, out.grads, out.logits_row)
