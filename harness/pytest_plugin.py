@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from harness.checks import CheckContext, Verdict, run_check
-from harness.scenario import Expectation, Scenario, ScenarioError, load_scenario
+from harness.scenario.schema import Expectation, Scenario, ScenarioError, load_scenario
 
 RUNS_KEY = pytest.StashKey[dict]()
 
@@ -111,7 +111,7 @@ class ExpectationItem(pytest.Item):
             return RunRecord(self.scenario, None, time.perf_counter() - start, exc)
         record = RunRecord(self.scenario, result.path, time.perf_counter() - start)
         if self.config.getoption("harness_report"):
-            from harness.report import write_report
+            from harness.report.write import write_report
 
             record.report = write_report(result.path)["report.md"]
         return record

@@ -43,7 +43,7 @@ from core.checkpoint import (
 )
 from core.recorder import FORMAT_VERSION, RecordConfig, TrajectoryWriter
 from core.train import StepResult, Training
-from harness.scenario import SECTIONS
+from harness.scenario.schema import SECTIONS
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The default data bundle (harness.bundle), built for real from the installed packages.
+"""The default data bundle (harness.data.bundle), built for real from the installed packages.
 
 The full bundle is built once per session into a temporary cache (~25-50 s on two
 cores); one more full build checks that rebuilding gives byte-identical files.
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from core.tokenizer import UNK, encode_corpus, load_tokenizer, token_strings
-from harness.bundle import (
+from harness.data.bundle import (
     CACHE_ENV,
     CORPUS_FILE,
     MANIFEST,

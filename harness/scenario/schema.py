@@ -226,7 +226,7 @@ def load_scenario(path: str | Path, scale: str = FULL_SCALE, overrides: list[str
         **sections,
     )
     validate_values(where, scenario)
-    from harness.checks import parse_expectations  # checks import scenario types
+    from harness.checks.library import parse_expectations  # checks import scenario types
 
     scenario.expect = parse_expectations(where, raw.get("expect", []), scenario)
     return scenario

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from harness.sweep_expect import CrossVerdict, RunFile, radius_series
+from harness.sweep.expect import CrossVerdict, RunFile, radius_series
 
 log = logging.getLogger(__name__)
 

@@ -232,7 +232,7 @@ def _warn_unknown(unk_id: int | None, counts: np.ndarray, n_tokens: int, corpus:
 
 def prepare_default_data(cache_dir: str | os.PathLike | None = None, progress: bool = True) -> PreparedData:
     """The default bundle (built on first use), tokenized: `prepare_data` on its files."""
-    from harness.bundle import default_bundle
+    from harness.data.bundle import default_bundle
 
     bundle = default_bundle(cache_dir=cache_dir, progress=progress)
     return prepare_data(bundle.tokenizer_path, bundle.corpus_path, bundle.vocab_size)

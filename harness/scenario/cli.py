@@ -8,11 +8,11 @@ import shlex
 import sys
 from pathlib import Path
 
-from harness.scenario import FULL_SCALE, ScenarioError, find_scenarios, load_scenario
+from harness.scenario.schema import FULL_SCALE, ScenarioError, find_scenarios, load_scenario
 
 log = logging.getLogger(__name__)
 
-PROJECT_SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+PROJECT_SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
 
 def resolve_scenario_path(name_or_path: str) -> Path:

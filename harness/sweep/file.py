@@ -12,7 +12,7 @@
     "init.seed" = [0, 1, 2, 3]
     "model.tied" = [true, false]
 
-    [[expect_all]]                              # cross-run expectations (harness/sweep_expect.py)
+    [[expect_all]]                              # cross-run expectations (harness/sweep/expect.py)
     check = "zero_displacement"
     tensor = "E"
     where = {"model.tied" = false}
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.scenario import FULL_SCALE, Scenario, ScenarioError, load_scenario, read_toml
+from harness.scenario.schema import FULL_SCALE, Scenario, ScenarioError, load_scenario, read_toml
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class RunSpec:
 
 @dataclass
 class ExpectAll:
-    """One `[[expect_all]]` table, checked by harness.sweep_expect."""
+    """One `[[expect_all]]` table, checked by harness.sweep.expect."""
 
     check: str
     args: dict[str, Any]  # the check's own arguments
@@ -185,7 +185,7 @@ def _resolve(where: Path, scenario_path: Path, scale: str, fixed: dict[str, Any]
 
 def load_sweep(path: str | Path) -> Sweep:
     """Read, expand and validate a sweep file: every run's scenario is loaded before anything runs."""
-    from harness.sweep_expect import parse_expect_all  # expectations validate against the runs
+    from harness.sweep.expect import parse_expect_all  # expectations validate against the runs
 
     path = Path(path)
     raw = read_toml(path, "Sweep", SweepError)

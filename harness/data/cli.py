@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.bundle import CACHE_ENV, MIX_FILE, OUTPUT_FILES, Bundle, default_bundle, is_thai
-from harness.data import PreparedData, prepare_data
+from harness.data.bundle import CACHE_ENV, MIX_FILE, OUTPUT_FILES, Bundle, default_bundle, is_thai
+from harness.data.prepare import PreparedData, prepare_data
 
 TOP_N = 20
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.scenario import Expectation, Scenario
+from harness.scenario.schema import Expectation, Scenario
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def execute_run(task: RunTask) -> RunOutcome:
     import torch
 
     from harness.runner import applicable, evaluate, run_scenario
-    from harness.sweep_expect import evaluate_run
+    from harness.sweep.expect import evaluate_run
 
     torch.set_num_threads(task.threads)
     start = time.perf_counter()

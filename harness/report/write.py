@@ -1,7 +1,7 @@
 """`python -m harness report RUN.h5 [--out DIR]`: figures, report.json and report.md.
 
 DIR defaults to `<run folder>/<run name>_report/`. The analysis streams the file in
-chunks of frames (harness.analysis), so a 6,001-frame Thimble file needs no more memory
+chunks of frames (harness.report.analysis), so a 6,001-frame Thimble file needs no more memory
 than a 10-frame one.
 """
 
@@ -13,7 +13,7 @@ import logging
 import time
 from pathlib import Path
 
-from harness.analysis import DEFAULT_CHUNK, Analysis, analyse, summarize
+from harness.report.analysis import DEFAULT_CHUNK, Analysis, analyse, summarize
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def _fmt(value) -> str:
 def write_report(run: str | Path, out: str | Path | None = None, chunk: int = DEFAULT_CHUNK,
                  progress: bool = False) -> dict[str, Path]:
     """Analyse `run` and write its figures and summaries; returns {file stem: path}."""
-    from harness.figures import make_figures
+    from harness.report.figures import make_figures
 
     run = Path(run)
     out = Path(out) if out is not None else default_report_dir(run)

@@ -43,7 +43,7 @@ class Verdict:
 @dataclass
 class CheckContext:
     traj: Trajectory
-    scenario: Any  # harness.scenario.Scenario
+    scenario: Any  # harness.scenario.schema.Scenario
     rerun: Callable[[int], Path] | None = None  # run the first n steps again into a new file
 
 
@@ -76,7 +76,7 @@ def check_parameters(fn: CheckFn) -> dict[str, inspect.Parameter]:
 # ------------------------------------------------------------------ expectations
 def parse_expectations(where: str, tables: list, scenario) -> list:
     """Validate `[[expect]]` tables into Expectations (checks, arguments, recorded tensors)."""
-    from harness.scenario import Expectation, ScenarioError
+    from harness.scenario.schema import Expectation, ScenarioError
 
     stored = set(stored_tensors(list(scenario.record.tensors), scenario.model.tied)) | set(SCALARS)
     if scenario.model.tied:
@@ -134,7 +134,7 @@ def parse_expectations(where: str, tables: list, scenario) -> list:
 
 
 def _check_argument(here, name, key, value, param, scenario, stored) -> None:
-    from harness.scenario import ScenarioError
+    from harness.scenario.schema import ScenarioError
 
     hint = typing.get_type_hints(REGISTRY[name]).get(key)
     ok = True
@@ -412,7 +412,7 @@ def displacement_exceeds(ctx: CheckContext, tensor: str = "W", tokens: TokenSet 
 def radius_dips(ctx: CheckContext, tensor: str = "W", tokens: TokenSet = "dead") -> Verdict:
     """The cloud of `tokens` rows first contracts below its initial mean radius, then grows past
     it ("the inhale before the sneeze")."""
-    from harness.analysis import cloud_radius, radius_dips_before_growing
+    from harness.report.analysis import cloud_radius, radius_dips_before_growing
 
     ids = token_ids(ctx.traj, tokens)
     if ids.size < 2:
