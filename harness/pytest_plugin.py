@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from harness.checks import CheckContext, Verdict, run_check
-from harness.scenario.schema import Expectation, Scenario, ScenarioError, load_scenario
+from harness.scenario.load import load_scenario
+from harness.scenario.schema import Expectation, Scenario, ScenarioError
 
 RUNS_KEY = pytest.StashKey[dict]()
 

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from core.recorder import RecordConfig, TokenTables, TrajectoryWriter
-from harness.report.analysis import analyse, auroc, bf16_ordinal, radius_dips_before_growing, summarize
+from harness.checks.measures import radius_dips_before_growing
+from harness.report.analysis import analyse, auroc, bf16_ordinal, summarize
 
 V, D = 8, 4
 DEAD = np.array([False, False, False, False, True, True, True, True])  # tokens 4-7 dead

@@ -12,7 +12,7 @@ import torch
 from core.trajectory import Trajectory
 from harness.checks import REGISTRY, CheckContext, check, get_check, run_check
 from harness.runner import evaluate, run_scenario
-from harness.scenario.schema import load_scenario
+from harness.scenario.load import load_scenario
 
 ALL_TENSORS = '["E", "W", "grad_E", "grad_W", "exp_avg_E", "exp_avg_sq_E", "logits", "loss"]'
 

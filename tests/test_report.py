@@ -14,7 +14,7 @@ from harness.report.analysis import analyse
 from harness.cli import main
 from harness.report.figures import make_figures
 from harness.runner import run_scenario
-from harness.scenario.schema import load_scenario
+from harness.scenario.load import load_scenario
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from core.optim import OptimConfig
-from harness.scenario.schema import ScenarioError, load_scenario
+from harness.scenario.load import load_scenario
+from harness.scenario.schema import ScenarioError
 from harness.scenario.cli import PROJECT_SCENARIOS
 
 

@@ -5,6 +5,7 @@ API is re-exported here, so `from harness.checks import check, run_check` is all
 or a caller needs.
 """
 
-from harness.checks.library import REGISTRY, CheckContext, Verdict, check, get_check, run_check
+from harness.checks import library  # noqa: F401  (registers the built-in checks)
+from harness.checks.registry import REGISTRY, CheckContext, Verdict, check, get_check, run_check
 
 __all__ = ["REGISTRY", "CheckContext", "Verdict", "check", "get_check", "run_check"]

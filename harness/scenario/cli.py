@@ -8,7 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from harness.scenario.schema import FULL_SCALE, ScenarioError, find_scenarios, load_scenario
+from harness.scenario.load import find_scenarios, load_scenario
+from harness.scenario.schema import FULL_SCALE, ScenarioError
 
 log = logging.getLogger(__name__)
 

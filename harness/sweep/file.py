@@ -39,7 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.scenario.schema import FULL_SCALE, Scenario, ScenarioError, load_scenario, read_toml
+from harness.scenario.load import load_scenario, read_toml
+from harness.scenario.schema import FULL_SCALE, Scenario, ScenarioError
 
 log = logging.getLogger(__name__)
 
