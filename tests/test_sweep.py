@@ -22,7 +22,7 @@ from conftest import TINY_SCENARIO
 from h5util import differing_attributes
 from harness.cli import main
 from harness.sweep.run import PAUSE_ENV, load_sweep, run_sweep
-from harness.sweep.file import SweepError
+from harness.sweep.spec import SweepError
 from harness.sweep.index import read_index
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -30,7 +30,7 @@ from harness.checks.measures import cloud_radius, radius_dips_before_growing, to
 from harness.checks.registry import REGISTRY, TOKEN_SET_NAMES, CheckContext, TokenSet, run_check
 from harness.scenario.expectations import parse_expectations
 from harness.scenario.schema import Expectation, Scenario, ScenarioError
-from harness.sweep.file import ExpectAll, RunSpec, SweepError, flatten, value_at
+from harness.sweep.spec import ExpectAll, RunSpec, SweepError, flatten, value_at
 
 log = logging.getLogger(__name__)
 

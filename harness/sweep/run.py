@@ -29,9 +29,10 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from harness.checks import REGISTRY
 from harness.sweep.execute import LocalPool, RayBackend, RunOutcome, RunTask, default_workers
 from harness.sweep.expect import CrossVerdict, RunFile, check_all, definition_key, per_run_expectation, selected
-from harness.sweep.file import RunSpec, Sweep, SweepError, load_sweep
+from harness.sweep.file import load_sweep
 from harness.sweep.index import is_finished, merged_index, write_index
 from harness.sweep.report import PLOT_NAME, plot_radius
+from harness.sweep.spec import RunSpec, Sweep, SweepError
 
 log = logging.getLogger(__name__)
 
