@@ -14,7 +14,7 @@ import pytest
 
 from conftest import THAI_TEXT
 from core.tokenizer import encode_corpus, train_char_bpe
-from harness.data.bundle import is_thai
+from harness.data.prose import is_thai
 from harness.cli import main
 from harness.data.prepare import CorpusError, fingerprint, prepare_data, read_corpus
 

@@ -4,8 +4,9 @@ The seed runs trained a 10,000-token character-level BPE on ~80 % English + 20 %
 text (FineWeb-2) and trained the model on a disjoint 5 MB English-only corpus, so that
 ~37 % of the vocabulary (Thai merges, rare symbols, rare English merges) never occurred
 in training: dead by construction. FineWeb cannot be fetched here and nothing may be
-fetched at run time, so this module builds an equivalent bundle from text that every
-installation of this project already has:
+fetched at run time, so this package builds an equivalent bundle from text that every
+installation of this project already has (harness.data.sources finds it, harness.data.prose
+turns it into text):
 
 - English prose: the docstrings of installed packages and the standard library, plus the
   `pydoc_data` help pages, with code-like lines (doctests, code blocks, assignments)
@@ -26,35 +27,30 @@ checksum of every source, and the versions of the tools that shape the output
 (`tokenizers`, `numpy`). It is written into a temporary folder that is renamed into place
 when complete, so a killed build never leaves a folder that looks complete. Rebuilding
 with the same package versions gives byte-identical files.
+
+This module trains the tokenizer, counts tokens, writes the files, and finds or builds
+the bundle in the cache.
 """
 
 from __future__ import annotations
 
-import ast
-import base64
-import csv
 import dataclasses
 import hashlib
 import importlib.metadata
-import importlib.util
-import inspect
 import json
 import logging
 import os
-import platform
-import re
 import shutil
 import sys
-import sysconfig
 import tempfile
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from core.tokenizer import dead_mask, encode_corpus, load_tokenizer, token_counts, token_strings, train_char_bpe
+from harness.data.prose import english_documents, is_thai, thai_text
+from harness.data.sources import BuildParams, Source, find_sources, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -69,43 +65,8 @@ DEAD_MASK_FILE = "dead_mask.npy"  # counts == 0, bool (vocab,)
 MIX_COUNTS_FILE = "mix_counts.npy"  # token occurrences in tokenizer_mix.txt, int64 (vocab,)
 OUTPUT_FILES = (TOKENIZER_FILE, CORPUS_FILE, MIX_FILE, COUNTS_FILE, DEAD_MASK_FILE, MIX_COUNTS_FILE)
 
-STDLIB = "stdlib"  # docstrings of the standard library's .py files
-PYDOC = "pydoc_data"  # the help() topic pages
-THAI_PACKAGE = "pythainlp"
-THAI_TITLES = "corpus/wikipedia_titles_th.txt"
-THAI_BLOCK = (0x0E00, 0x0E7F)
-SKIP_DIRS = frozenset({"test", "tests", "idle_test", "__pycache__", "site-packages", "dist-packages", "pydoc_data"})
 
-
-# --------------------------------------------------------------------------- config
-
-
-@dataclass(frozen=True)
-class BuildParams:
-    """What the default bundle is made of. Every field is part of the cache key.
-
-    English sources are "stdlib", "pydoc_data" or the import name of an installed
-    package (its docstrings). The defaults are the project's own dependencies (numpy,
-    torch, transformers) and torch's (networkx, sympy).
-    """
-
-    vocab_size: int = 10_000  # the seeds' tokenizer
-    corpus_sources: tuple[str, ...] = (STDLIB, PYDOC, "numpy", "networkx", "sympy")
-    mix_sources: tuple[str, ...] = ("torch", "transformers")
-    thai_fraction: float = 0.20  # Thai share of the tokenizer mix, by bytes (seeds: 20 %)
-    thai_titles_per_line: int = 8  # Thai titles are joined by spaces, this many per line
-    min_paragraph_words: int = 6  # shorter English paragraphs (headings, labels) are dropped
-
-    def __post_init__(self) -> None:
-        both = set(self.corpus_sources) & set(self.mix_sources)
-        if both:
-            raise ValueError(f"English sources {sorted(both)} are in both the corpus and the tokenizer mix.")
-        if not self.corpus_sources or not self.mix_sources:
-            raise ValueError("The corpus and the tokenizer mix each need at least one English source.")
-        if not 0.0 <= self.thai_fraction < 1.0:
-            raise ValueError(f"thai_fraction must be in [0, 1), got {self.thai_fraction}.")
-        if self.vocab_size < 2 or self.thai_titles_per_line < 1 or self.min_paragraph_words < 1:
-            raise ValueError(f"Invalid build parameters: {self}.")
+# --------------------------------------------------------------------------- the bundle and its key
 
 
 @dataclass(frozen=True)
@@ -140,137 +101,6 @@ class Bundle:
         return np.load(self.root / MIX_COUNTS_FILE)
 
 
-# --------------------------------------------------------------------------- sources
-
-
-@dataclass(frozen=True)
-class Source:
-    """One installed text source: which files, at which version, with which checksum."""
-
-    name: str  # "stdlib", "pydoc_data", "numpy", ..., "thai_wikipedia_titles"
-    package: str  # distribution name, or "python" for the standard library
-    version: str
-    kind: str  # "docstrings", "pydoc_topics" or "thai_titles"
-    role: str  # "corpus" or "mix"
-    root: Path  # folder the relative paths start from (not recorded: differs per machine)
-    files: tuple[str, ...]  # relative POSIX paths, sorted
-    checksum: str  # "sha256:<hex>" over one "relpath<TAB>sha256 of its bytes" line per file
-
-    def record(self) -> dict:
-        """The manifest entry: no absolute paths, so manifests compare across machines."""
-        return {
-            "name": self.name,
-            "package": self.package,
-            "version": self.version,
-            "kind": self.kind,
-            "role": self.role,
-            "files": self.files[0] if len(self.files) == 1 else f"{len(self.files)} .py files",
-            "checksum": self.checksum,
-        }
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes, read in blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _record_hashes(dist: str) -> dict[str, str]:
-    """Hex sha256 of each file the installer recorded for distribution `dist` (RECORD).
-
-    Reading RECORD takes milliseconds where hashing torch's sources takes a second; files
-    without a recorded hash (editable installs, some conda builds) are hashed directly.
-    """
-    try:
-        record = importlib.metadata.distribution(dist).read_text("RECORD") or ""
-    except importlib.metadata.PackageNotFoundError:
-        return {}
-    hashes = {}
-    for row in csv.reader(record.splitlines()):
-        if len(row) >= 2 and row[1].startswith("sha256="):
-            value = row[1][len("sha256=") :]
-            hashes[row[0]] = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).hex()
-    return hashes
-
-
-def _checksum(root: Path, files: tuple[str, ...], known: dict[str, str], prefix: str = "") -> str:
-    """sha256 over one "relpath<TAB>file sha256" line per file, in the given order."""
-    h = hashlib.sha256()
-    for rel in files:
-        digest = known.get(prefix + rel) or sha256_file(root / rel)
-        h.update(f"{rel}\t{digest}\n".encode())
-    return "sha256:" + h.hexdigest()
-
-
-def _python_files(root: Path) -> tuple[str, ...]:
-    """Sorted relative paths of the .py files under `root`, skipping tests and caches."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
-        found.extend((Path(dirpath) / n).relative_to(root).as_posix() for n in filenames if n.endswith(".py"))
-    return tuple(sorted(found))
-
-
-def _package_dir(package: str) -> Path:
-    """The installed folder of an importable package, found without importing it."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"Package {package!r} is not installed; the default data bundle reads its text.")
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def _distribution_of(package: str) -> str:
-    """The distribution that installs an import package (numpy -> numpy, yaml -> PyYAML)."""
-    try:
-        return importlib.metadata.distribution(package).metadata["Name"]
-    except importlib.metadata.PackageNotFoundError:
-        dists = importlib.metadata.packages_distributions().get(package)
-        if not dists:
-            raise FileNotFoundError(f"No installed distribution provides package {package!r}.") from None
-        return sorted(dists)[0]
-
-
-def _english_source(name: str, role: str) -> Source:
-    """An English source by name: the standard library, its help pages, or a package."""
-    python = f"{platform.python_implementation()} {platform.python_version()}"
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    if name == STDLIB:
-        files = _python_files(stdlib)
-        return Source(name, "python", python, "docstrings", role, stdlib, files, _checksum(stdlib, files, {}))
-    if name == PYDOC:
-        files = ("pydoc_data/topics.py",)
-        return Source(name, "python", python, "pydoc_topics", role, stdlib, files, _checksum(stdlib, files, {}))
-    root = _package_dir(name)
-    dist = _distribution_of(name)
-    files = _python_files(root)
-    if not files:
-        raise FileNotFoundError(f"Package {name!r} at {root} has no .py files to read docstrings from.")
-    checksum = _checksum(root, files, _record_hashes(dist), prefix=f"{root.name}/")
-    return Source(name, dist, importlib.metadata.version(dist), "docstrings", role, root, files, checksum)
-
-
-def _thai_source() -> Source:
-    """PyThaiNLP's Thai Wikipedia titles."""
-    root = _package_dir(THAI_PACKAGE)
-    if not (root / THAI_TITLES).is_file():
-        raise FileNotFoundError(f"Thai source {root / THAI_TITLES} is missing from the installed {THAI_PACKAGE}.")
-    files = (THAI_TITLES,)
-    checksum = _checksum(root, files, _record_hashes(THAI_PACKAGE), prefix=f"{root.name}/")
-    version = importlib.metadata.version(THAI_PACKAGE)
-    return Source("thai_wikipedia_titles", THAI_PACKAGE, version, "thai_titles", "mix", root, files, checksum)
-
-
-def find_sources(params: BuildParams) -> list[Source]:
-    """The installed sources the bundle reads, in build order, with versions and checksums."""
-    sources = [_english_source(n, "corpus") for n in params.corpus_sources]
-    sources += [_english_source(n, "mix") for n in params.mix_sources]
-    sources.append(_thai_source())
-    return sources
-
-
 def tool_versions() -> dict[str, str]:
     """Versions of the packages whose code shapes the output files."""
     return {name: importlib.metadata.version(name) for name in ("tokenizers", "numpy")}
@@ -285,236 +115,6 @@ def cache_key(params: BuildParams, sources: list[Source]) -> str:
         "tools": tool_versions(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-# --------------------------------------------------------------------------- English prose
-
-# What docstrings() steps over, in source order: comments, triple-quoted strings (their
-# escapes and lone quotes included), one-line strings.
-_LEXEME = re.compile(
-    r"(?P<comment>#[^\n]*)"
-    r"|(?P<triple>\"\"\"[^\"\\]*(?:(?:\\.|\"(?!\"\"))[^\"\\]*)*\"\"\"|'''[^'\\]*(?:(?:\\.|'(?!''))[^'\\]*)*''')"
-    r"|(?P<string>\"[^\"\\\n]*(?:\\.[^\"\\\n]*)*\"|'[^'\\\n]*(?:\\.[^'\\\n]*)*')",
-    re.S,
-)
-_STRING_PREFIX_CHARS = frozenset("rRuUbBfF")  # left in the code before a string: see docstrings()
-_ROLE = re.compile(r":[a-zA-Z_:.-]+:(?=`)")  # :class:, :py:meth:, ... before `target`
-_TICKS = re.compile(r"\[?`+~?([^`\n]+?)`+\]?_{0,2}")  # `x`, ``x``, [`~a.B`], `text <url>`_
-_MD_LINK = re.compile(r"\[([^\]\n]+)\]\([^)\n]+\)")  # [text](url)
-_NOT_LATIN = re.compile(r"[^\x00-\u052f\u1e00-\u1fff]")  # beyond Latin, Greek, Cyrillic
-_NOT_PROSE = re.compile(r"[^\w ]|[\d_]")  # neither a letter nor a space
-_CODE_START = (">>>", "...", "$ ", "# ", "#!", "import ", "from ", "def ", "class ", "return ", "@", "%", ".. ")
-_STOPWORDS = frozenset("the a an of to is are in and or for if this that be with it by as on not".split())
-
-
-def docstrings(source_text: str) -> Iterator[str]:
-    """Docstrings of a Python file: triple-quoted strings that open a module or a body.
-
-    A lexical scan over comments and strings in source order: a triple-quoted string is
-    a docstring when no code precedes it (module docstring) or the last code before it
-    is the ":" of a block header. Several times faster than `ast`, and nearly the same
-    strings (see `tests/test_bundle.py` for the comparison on a real module).
-    """
-    last_code = ""  # the last character of code (not comment, not whitespace) so far
-    end = 0
-    for m in _LEXEME.finditer(source_text):
-        kind = m.lastgroup
-        code, prefix = source_text[end : m.start()], ""
-        if kind != "comment":  # a string prefix (r, b, f, rb, ...) is matched here, not in the
-            code, prefix = _split_prefix(code)  # regex, where it would slow the scan 5x
-        code = code.rstrip()
-        if code:
-            last_code = code[-1]
-        end = m.end()
-        if kind == "comment":
-            continue
-        if kind == "triple" and last_code in ("", ":") and prefix.lower() in ("", "r", "u"):
-            try:
-                value = ast.literal_eval(prefix + m[kind])  # resolves escapes, as the compiler does
-            except (SyntaxError, ValueError):
-                value = ""
-            doc = inspect.cleandoc(value)
-            if doc:
-                yield doc
-        last_code = m[kind][-1]
-
-
-def _split_prefix(code: str) -> tuple[str, str]:
-    """Split a string prefix (r, b, f, u, rb, ...) off the end of the code before a string."""
-    n = 0
-    while n < 2 and n < len(code) and code[-1 - n] in _STRING_PREFIX_CHARS:
-        n += 1
-    if n and (n == len(code) or not (code[-1 - n].isalnum() or code[-1 - n] == "_")):
-        return code[:-n], code[-n:]
-    return code, ""
-
-
-def _is_latin_text(line: str) -> bool:
-    """False if the line has a letter or mark outside the Latin, Greek and Cyrillic
-    scripts, or a replacement character: keeps Thai (and CJK, ...) out of the English."""
-    for ch in _NOT_LATIN.findall(line):
-        if ch == "\ufffd" or ch.isalpha() or unicodedata.category(ch).startswith("M"):
-            return False
-    return True
-
-
-def _prose_share(text: str) -> float:
-    """Share of the characters that are letters or spaces."""
-    return 1.0 - len(_NOT_PROSE.findall(text)) / max(1, len(text))
-
-
-def _is_code_line(stripped: str) -> bool:
-    """Heuristic: the line looks like code, markup or a rule, not prose."""
-    if stripped.startswith(_CODE_START) or stripped.endswith(("(", "[", "{", "\\")):
-        return True
-    return _prose_share(stripped) < 0.8 or " = " in stripped or "()" in stripped or "==" in stripped
-
-
-def _tick_text(m: re.Match) -> str:
-    """The text shown for a backticked span: a link's label; `~a.b.C` shows as `C`."""
-    text = m.group(1).split(" <")[0]
-    return text.rsplit(".", 1)[-1] if "~" in m.group(0) else text
-
-
-def _clean_markup(paragraph: str) -> str:
-    """Strip reST/Markdown markup (roles, backticks, links) and collapse whitespace."""
-    text = _ROLE.sub("", paragraph)
-    text = _MD_LINK.sub(r"\1", text)
-    text = _TICKS.sub(_tick_text, text)
-    return " ".join(text.split())
-
-
-def _is_prose(paragraph: str, min_words: int) -> bool:
-    """A paragraph worth keeping: enough words, mostly letters, some English function words."""
-    words = paragraph.split()
-    if len(words) < min_words or _prose_share(paragraph) < 0.85:
-        return False
-    return any(w.lower() in _STOPWORDS for w in words)
-
-
-def prose_paragraphs(doc: str, min_words: int = 6) -> list[str]:
-    """The prose of one docstring or help page, one re-flowed paragraph per item.
-
-    Drops doctest and code lines, Markdown code fences, reST literal blocks (the lines
-    indented under a line that ends in "::"), lines in non-Latin scripts, and paragraphs
-    that are too short or too symbol-heavy to be prose.
-    """
-    paragraphs: list[str] = []
-    current: list[str] = []
-    in_fence = False
-    literal_indent: int | None = None  # indentation of the "::" line whose block is skipped
-
-    def flush() -> None:
-        if current:
-            text = _clean_markup(" ".join(current))
-            if _is_prose(text, min_words):
-                paragraphs.append(text)
-            current.clear()
-
-    for line in doc.splitlines():
-        stripped = line.strip()
-        indent = len(line) - len(line.lstrip())
-        if stripped.startswith("```"):
-            in_fence = not in_fence
-            flush()
-            continue
-        if in_fence:
-            continue
-        if literal_indent is not None:
-            if not stripped or indent > literal_indent:
-                continue
-            literal_indent = None
-        if stripped.endswith("::"):
-            literal_indent = indent
-            stripped = stripped[:-2].rstrip() + ":" if stripped[:-2].strip() else ""
-        if not stripped or _is_code_line(stripped) or not _is_latin_text(stripped):
-            flush()
-            continue
-        current.append(stripped)
-    flush()
-    return paragraphs
-
-
-def _pydoc_prose(min_words: int) -> list[list[str]]:
-    """Prose paragraphs of each `pydoc_data` topic page (the help() text), by sorted key."""
-    from pydoc_data.topics import topics
-
-    return [ps for key in sorted(topics) if (ps := prose_paragraphs(topics[key], min_words))]
-
-
-def _file_prose(path: Path, min_words: int) -> list[list[str]]:
-    """Prose paragraphs of each docstring of one .py file."""
-    text = path.read_bytes().decode("utf-8", errors="replace")
-    return [ps for doc in docstrings(text) if (ps := prose_paragraphs(doc, min_words))]
-
-
-def english_documents(sources: list[Source], min_words: int, progress: bool = True) -> dict[str, list[str]]:
-    """Prose documents of each English source, by source name, in file order.
-
-    A document is the prose paragraphs of one docstring or help page, one per line. A
-    paragraph is kept only at its first occurrence across all sources (docstrings are
-    copied a lot, above all in transformers), so no paragraph is in both the corpus and
-    the tokenizer mix. (One process: a process pool would save ~10 s on two cores but
-    breaks scripts that call this without a `__main__` guard.)
-    """
-    from tqdm.auto import tqdm
-
-    english = [s for s in sources if s.kind != "thai_titles"]
-    seen: set[str] = set()
-    by_source: dict[str, list[str]] = {}
-    with tqdm(total=sum(len(s.files) for s in english), desc="English prose", unit="file", disable=not progress) as bar:
-        for source in english:
-            bar.set_postfix_str(source.name)
-            documents = []
-            if source.kind == "pydoc_topics":
-                file_docs = [_pydoc_prose(min_words)]
-            else:
-                file_docs = (_file_prose(source.root / rel, min_words) for rel in source.files)
-            for docs in file_docs:
-                for paragraphs in docs:
-                    kept = [p for p in paragraphs if p not in seen]
-                    seen.update(kept)
-                    if kept:
-                        documents.append("\n".join(kept) + "\n")
-                bar.update(1)
-            if not documents:
-                raise ValueError(f"English source {source.name!r} ({source.root}) gave no prose.")
-            by_source[source.name] = documents
-    return by_source
-
-
-# --------------------------------------------------------------------------- Thai text
-
-
-def thai_text(source: Source, n_bytes: int, titles_per_line: int) -> str:
-    """The first Thai Wikipedia titles, in file order, up to `n_bytes` of UTF-8.
-
-    Titles (which have no spaces) are joined by spaces, `titles_per_line` to a line, so
-    each title is one pre-token of the tokenizer, as a Thai word or phrase would be.
-    """
-    lines, line, size = [], [], 0
-    with open(source.root / source.files[0], encoding="utf-8") as f:
-        for raw in f:
-            title = raw.strip()
-            if size >= n_bytes:
-                break
-            if not title or title.startswith("#"):
-                continue
-            line.append(title)
-            size += len(title.encode()) + 1
-            if len(line) == titles_per_line:
-                lines.append(" ".join(line))
-                line = []
-    if line:
-        lines.append(" ".join(line))
-    if size < n_bytes:
-        log.warning("The Thai source gave only %s bytes, short of the %s asked for.", f"{size:,}", f"{n_bytes:,}")
-    return "\n".join(lines) + "\n" if lines else ""
-
-
-def is_thai(token: str) -> bool:
-    """True if the token string has a character of the Thai block."""
-    return any(THAI_BLOCK[0] <= ord(ch) <= THAI_BLOCK[1] for ch in token)
 
 
 # --------------------------------------------------------------------------- build
