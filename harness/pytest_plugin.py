@@ -65,7 +65,7 @@ class ScenarioFile(pytest.File):
                                      overrides=self.config.getoption("harness_set"))
         except ScenarioError as exc:
             raise self.CollectError(str(exc)) from None
-        from harness.runner import applicable
+        from harness.runner import applicable  # heavy: only collecting scenario files needs it
 
         for expectation in applicable(scenario):
             item = ExpectationItem.from_parent(
@@ -100,7 +100,7 @@ class ExpectationItem(pytest.Item):
         return record.path
 
     def _run(self) -> RunRecord:
-        from harness.runner import run_scenario
+        from harness.runner import run_scenario  # heavy: only running a scenario needs it
 
         runs_dir = self.config.getoption("runs_dir")
         out = Path(runs_dir) if runs_dir else self.config._tmp_path_factory.mktemp("runs")  # type: ignore[attr-defined]
@@ -112,13 +112,13 @@ class ExpectationItem(pytest.Item):
             return RunRecord(self.scenario, None, time.perf_counter() - start, exc)
         record = RunRecord(self.scenario, result.path, time.perf_counter() - start)
         if self.config.getoption("harness_report"):
-            from harness.report.write import write_report
+            from harness.report.write import write_report  # heavy: only --report needs it
 
             record.report = write_report(result.path)["report.md"]
         return record
 
     def runtest(self) -> None:
-        from harness.runner import rerun
+        from harness.runner import rerun  # heavy: only running a scenario needs it
         from core.trajectory import Trajectory
 
         path = self.trajectory()

@@ -48,7 +48,7 @@ def _file_state(path: str) -> tuple[int, int] | None:
 
 @functools.lru_cache(maxsize=8)
 def _prepared(tokenizer: str, corpus: str, vocab_size: int, text_field: str, files: tuple = ()):
-    from harness.data.prepare import prepare_data
+    from harness.data.prepare import prepare_data  # heavy (tokenizers): only training needs it
 
     return prepare_data(tokenizer, corpus, vocab_size, text_field=text_field)
 
@@ -57,7 +57,7 @@ def prepare_scenario_data(scenario: Scenario):
     """Token ids, counts and dead mask of the corpus the scenario trains on (cached per process)."""
     tokenizer, corpus = scenario.data.tokenizer, scenario.data.corpus
     if DEFAULT_DATA in (tokenizer, corpus):
-        from harness.data.bundle import default_bundle
+        from harness.data.bundle import default_bundle  # heavy (tokenizers): only training needs it
 
         bundle = default_bundle(progress=True)
         tokenizer = str(bundle.tokenizer_path) if tokenizer == DEFAULT_DATA else tokenizer

@@ -191,7 +191,7 @@ def _write_counts(tmp: Path, params: BuildParams, progress: bool) -> dict:
     The progress bar is ours: tokenizers' own bars write to stdout, which `data info`
     keeps for its report.
     """
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # heavy: only a build needs it (it looks for a notebook)
 
     with tqdm(total=3, desc="Tokenizer", unit="step", disable=not progress) as bar:
         bar.set_postfix_str(f"training the {params.vocab_size}-token BPE")

@@ -174,7 +174,7 @@ def prose_paragraphs(doc: str, min_words: int = 6) -> list[str]:
 
 def _pydoc_prose(min_words: int) -> list[list[str]]:
     """Prose paragraphs of each `pydoc_data` topic page (the help() text), by sorted key."""
-    from pydoc_data.topics import topics
+    from pydoc_data.topics import topics  # heavy (all help pages): only a build needs it
 
     return [ps for key in sorted(topics) if (ps := prose_paragraphs(topics[key], min_words))]
 
@@ -194,7 +194,7 @@ def english_documents(sources: list[Source], min_words: int, progress: bool = Tr
     the tokenizer mix. (One process: a process pool would save ~10 s on two cores but
     breaks scripts that call this without a `__main__` guard.)
     """
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # heavy: only a build needs it (it looks for a notebook)
 
     english = [s for s in sources if s.kind != "thai_titles"]
     seen: set[str] = set()

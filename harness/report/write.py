@@ -69,7 +69,7 @@ def _fmt(value) -> str:
 def write_report(run: str | Path, out: str | Path | None = None, chunk: int = DEFAULT_CHUNK,
                  progress: bool = False) -> dict[str, Path]:
     """Analyse `run` and write its figures and summaries; returns {file stem: path}."""
-    from harness.report.figures import make_figures
+    from harness.report.figures import make_figures  # heavy (matplotlib): `--help` imports this module
 
     run = Path(run)
     out = Path(out) if out is not None else default_report_dir(run)

@@ -39,8 +39,8 @@ def verdict_word(passed: bool, xfail: str, exploratory: str = "") -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.resume import Interrupted
-    from harness.runner import evaluate, run_scenario
+    from harness.resume import Interrupted  # heavy: only this command needs it
+    from harness.runner import evaluate, run_scenario  # heavy: only this command needs it
 
     if args.resume and args.force:
         raise ValueError("--resume continues the existing trajectory and --force starts it over: pass one of them.")
