@@ -10,6 +10,10 @@ expectations then read the same trajectory file. Test ids read
 names the scenario, the check with its arguments, observed vs expected, and the worst
 tokens and steps. `xfail = "reason"` in an [[expect]] table keeps a hypothesis that
 is expected to fail (strict: an unexpected pass fails the suite).
+
+Loaded for this project only, by `-p harness.pytest_plugin` in pyproject.toml's pytest
+addopts (nox's `tests`, `benchmarks` and `scenarios` sessions run from the project root);
+it is not a global entry point, so other repositories' scenarios/ folders stay theirs.
 """
 
 from __future__ import annotations
