@@ -12,6 +12,12 @@ import numpy as np
 import pytest
 import torch
 
+# The seeds' Trainer (tests/seed_trainer.py) is a test oracle, not part of the installed package:
+# the benchmarks, and the child processes that import this file, find it in the tests folder.
+TESTS_DIR = Path(__file__).resolve().parent.parent / "tests"
+if str(TESTS_DIR) not in sys.path:
+    sys.path.append(str(TESTS_DIR))
+
 
 def corpus_ids() -> torch.Tensor:
     """400k ids over the first 6,300 of 10,000: the dead share of the default bundle."""

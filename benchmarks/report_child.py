@@ -7,7 +7,7 @@ import sys
 import time
 
 from conftest import peak_rss_kib
-from harness.report import write_report
+from harness.report.write import write_report
 
 
 def main() -> None:

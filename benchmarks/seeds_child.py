@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from conftest import corpus_ids
+from conftest import corpus_ids  # also puts tests/ on sys.path, for seed_trainer
 from core.device import synchronize
-from harness.seed_trainer import RecordEW, SeedRun, notebook_trainer
+from seed_trainer import RecordEW, SeedRun, notebook_trainer
 
 
 def seeds_round_seconds(ids: torch.Tensor, device: str, tied: bool, steps: int, out: str | Path) -> float:

@@ -10,7 +10,7 @@ Flannel-1 shape: batch 32 x 128 tokens, vocab 10,000, dim 64, 2 layers, bf16. Ea
 reports steps/s in `extra_info`; printed ratios (with -s):
 - "with recording / without": the cost of streaming W to HDF5 every step (goal >= 0.95);
 - "harness / seeds' method": the core's step vs transformers' Trainer as notebook 1.20a
-  ran it (harness.seed_trainer), W kept in RAM every step as the notebooks did;
+  ran it (tests/seed_trainer.py), W kept in RAM every step as the notebooks did;
 - "fp32 / bf16 logits_matmul": the opt-in float32-accumulated LM head (not bit-identical,
   tests/test_lm_head.py states the difference) against the default; "fp32-gemms / bf16":
   the opt-in `matmul = "fp32"`, every GEMM of the step in float32 (core/gemm.py);
@@ -83,7 +83,7 @@ def test_seeds_method_steps_per_second(benchmark, tmp_path, device, tied):
     Each round is one `trainer.train()` of n steps on a Trainer built outside the timing
     (its own optimizer and dataloader setup is inside, amortised over n steps)."""
     pytest.importorskip("accelerate")
-    from harness.seed_trainer import RecordEW, SeedRun, notebook_trainer
+    from seed_trainer import RecordEW, SeedRun, notebook_trainer
 
     n = per_machine(STEPS_PER_ROUND, torch.device(device))
     ids = corpus_ids()

@@ -12,7 +12,7 @@ import logging
 import sys
 
 # Modules that each add one or more commands, in the order `--help` lists them.
-COMMAND_MODULES = ("harness.scenario_cli", "harness.sweep_cli", "harness.data_cli", "harness.report",
+COMMAND_MODULES = ("harness.scenario.cli", "harness.sweep.cli", "harness.data.cli", "harness.report.cli",
                    "harness.recompress")
 
 

@@ -10,6 +10,10 @@ expectations then read the same trajectory file. Test ids read
 names the scenario, the check with its arguments, observed vs expected, and the worst
 tokens and steps. `xfail = "reason"` in an [[expect]] table keeps a hypothesis that
 is expected to fail (strict: an unexpected pass fails the suite).
+
+Loaded for this project only, by `-p harness.pytest_plugin` in pyproject.toml's pytest
+addopts (nox's `tests`, `benchmarks` and `scenarios` sessions run from the project root);
+it is not a global entry point, so other repositories' scenarios/ folders stay theirs.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from pathlib import Path
 import pytest
 
 from harness.checks import CheckContext, Verdict, run_check
-from harness.scenario import Expectation, Scenario, ScenarioError, load_scenario
+from harness.scenario.load import load_scenario
+from harness.scenario.schema import Expectation, Scenario, ScenarioError
 
 RUNS_KEY = pytest.StashKey[dict]()
 
@@ -64,7 +69,7 @@ class ScenarioFile(pytest.File):
                                      overrides=self.config.getoption("harness_set"))
         except ScenarioError as exc:
             raise self.CollectError(str(exc)) from None
-        from harness.runner import applicable
+        from harness.runner import applicable  # heavy: only collecting scenario files needs it
 
         for expectation in applicable(scenario):
             item = ExpectationItem.from_parent(
@@ -99,7 +104,7 @@ class ExpectationItem(pytest.Item):
         return record.path
 
     def _run(self) -> RunRecord:
-        from harness.runner import run_scenario
+        from harness.runner import run_scenario  # heavy: only running a scenario needs it
 
         runs_dir = self.config.getoption("runs_dir")
         out = Path(runs_dir) if runs_dir else self.config._tmp_path_factory.mktemp("runs")  # type: ignore[attr-defined]
@@ -111,13 +116,13 @@ class ExpectationItem(pytest.Item):
             return RunRecord(self.scenario, None, time.perf_counter() - start, exc)
         record = RunRecord(self.scenario, result.path, time.perf_counter() - start)
         if self.config.getoption("harness_report"):
-            from harness.report import write_report
+            from harness.report.write import write_report  # heavy: only --report needs it
 
             record.report = write_report(result.path)["report.md"]
         return record
 
     def runtest(self) -> None:
-        from harness.runner import rerun
+        from harness.runner import rerun  # heavy: only running a scenario needs it
         from core.trajectory import Trajectory
 
         path = self.trajectory()

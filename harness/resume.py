@@ -40,16 +40,16 @@ from core.checkpoint import (
     restore,
     save_checkpoint,
 )
+from core.environment import environment
 from core.fast import kernel_environment
 from core.fast.staging import frame_stager
-from core.environment import environment
 from core.format import FORMAT_VERSION
 from core.h5read import TrajectoryFileError, open_for_reading, reason
 from core.recorder import RecordConfig, TrajectoryWriter
 from core.reopen import resume_trajectory
 from core.step import StepResult
 from core.train import Training
-from harness.scenario import SECTIONS
+from harness.scenario.schema import SECTIONS
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from core.trajectory import Trajectory
 from harness.checks import CheckContext, Verdict, run_check
 from harness.resume import (Checkpointer, StopSignals, fault_hook, refuse_to_overwrite, resume_writer, run_context,
                             run_environment)
-from harness.scenario import DEFAULT_DATA, Expectation, Scenario
+from harness.scenario.schema import DEFAULT_DATA, Expectation, Scenario
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def _file_state(path: str) -> tuple[int, int] | None:
 
 @functools.lru_cache(maxsize=8)
 def _prepared(tokenizer: str, corpus: str, vocab_size: int, text_field: str, files: tuple = ()):
-    from harness.data import prepare_data
+    from harness.data.prepare import prepare_data  # heavy (tokenizers): only training needs it
 
     return prepare_data(tokenizer, corpus, vocab_size, text_field=text_field)
 
@@ -62,7 +62,7 @@ def prepare_scenario_data(scenario: Scenario):
     """Token ids, counts and dead mask of the corpus the scenario trains on (cached per process)."""
     tokenizer, corpus = scenario.data.tokenizer, scenario.data.corpus
     if DEFAULT_DATA in (tokenizer, corpus):
-        from harness.bundle import default_bundle
+        from harness.data.bundle import default_bundle  # heavy (tokenizers): only training needs it
 
         bundle = default_bundle(progress=True)
         tokenizer = str(bundle.tokenizer_path) if tokenizer == DEFAULT_DATA else tokenizer

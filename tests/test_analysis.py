@@ -1,4 +1,4 @@
-"""harness.analysis on trajectories written through the real recorder, with known answers.
+"""harness.report.analysis on trajectories written through the real recorder, with known answers.
 
 Frames are built from values on a coarse grid (multiples of 1/16, |x| < 8) so that every
 sum below is exact in bfloat16 and the expected numbers are exact too.
@@ -14,7 +14,8 @@ import torch
 
 from core.recorder import RecordConfig, TrajectoryWriter
 from core.token_tables import TokenTables
-from harness.analysis import analyse, auroc, bf16_ordinal, radius_dips_before_growing, summarize
+from harness.checks.measures import radius_dips_before_growing
+from harness.report.analysis import analyse, auroc, bf16_ordinal, summarize
 
 V, D = 8, 4
 DEAD = np.array([False, False, False, False, True, True, True, True])  # tokens 4-7 dead

@@ -1,4 +1,4 @@
-"""The default data bundle (harness.bundle), built for real from the installed packages.
+"""The default data bundle (harness/data/), built for real from the installed packages.
 
 The full bundle is built once per session into a temporary cache (~25-50 s on two
 cores); one more full build checks that rebuilding gives byte-identical files.
@@ -19,23 +19,20 @@ import numpy as np
 import pytest
 
 from core.tokenizer import UNK, encode_corpus, load_tokenizer, token_strings
-from harness.bundle import (
+from harness.data.bundle import (
     CACHE_ENV,
     CORPUS_FILE,
     MANIFEST,
     OUTPUT_FILES,
     Bundle,
-    BuildParams,
     cache_key,
     default_bundle,
     default_cache_dir,
-    docstrings,
     file_fingerprints,
-    find_sources,
-    is_thai,
     load_bundle,
-    prose_paragraphs,
 )
+from harness.data.prose import docstrings, is_thai, prose_paragraphs
+from harness.data.sources import BuildParams, find_sources
 from harness.cli import main
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
+import tomllib
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -12,9 +15,13 @@ import torch
 from core.trajectory import Trajectory
 from harness.checks import REGISTRY, CheckContext, check, get_check, run_check
 from harness.runner import evaluate, run_scenario
-from harness.scenario import load_scenario
+from harness.scenario.load import load_scenario
 
 ALL_TENSORS = '["E", "W", "grad_E", "grad_W", "exp_avg_E", "exp_avg_sq_E", "logits", "loss"]'
+# The scenario plugin is loaded by this project's pytest options (pyproject.toml), not by a global
+# entry point: the pytest runs these tests start in a temporary folder get the same options.
+PYTEST_OPTIONS = shlex.split(tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text(
+    encoding="utf-8"))["tool"]["pytest"]["ini_options"]["addopts"])
 
 
 @pytest.fixture()
@@ -146,7 +153,7 @@ def test_exploratory_expectation_is_reported_but_never_fails(pytester, write_sce
         '\n[[expect]]\ncheck = "displacement_exceeds"\ntensor = "E"\ntokens = "live"\nthan = "dead"\n'
         'exploratory = "the converse"\n'
     )
-    result = pytester.runpytest(str(path), "-p", "no:cacheprovider", "-rxX")
+    result = pytester.runpytest(*PYTEST_OPTIONS, str(path), "-p", "no:cacheprovider", "-rxX")
     result.assert_outcomes(xfailed=1, xpassed=1)
     assert result.ret == 0
     assert main(["run", str(path), "--out", str(pytester.path / "cli"), "-q"]) == 0
@@ -164,7 +171,7 @@ def test_plugin_turns_expectations_into_tests_with_readable_failures(pytester, w
         '\n[[expect]]\ncheck = "equal"\na = "E"\nb = "W"\nstep = -1\nxfail = "E and W diverge once trained"\n',
         folder="scenarios",
     )
-    result = pytester.runpytest(str(path), "-p", "no:cacheprovider", "--scale", "smoke", "-rA")
+    result = pytester.runpytest(*PYTEST_OPTIONS, str(path), "-p", "no:cacheprovider", "--scale", "smoke", "-rA")
     result.assert_outcomes(passed=1, failed=1, xfailed=1)
     result.stdout.fnmatch_lines([
         "*scenario tiny (smoke scale, 3 steps)*",
@@ -179,11 +186,11 @@ def test_plugin_turns_expectations_into_tests_with_readable_failures(pytester, w
 
 def test_plugin_set_overrides_every_scenario_and_rejects_unknown_keys(pytester, write_scenario):
     path = write_scenario('\n[[expect]]\ncheck = "finite"\ntensor = "W"\n', folder="scenarios")
-    result = pytester.runpytest(str(path), "-p", "no:cacheprovider", "--set", "train.steps=2",
+    result = pytester.runpytest(*PYTEST_OPTIONS, str(path), "-p", "no:cacheprovider", "--set", "train.steps=2",
                                 "--set", "record.tensors=[\"W\"]")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["tiny *smoke * 2 steps*1 passed"])
-    bad = pytester.runpytest(str(path), "-p", "no:cacheprovider", "--set", "train.stepz=2")
+    bad = pytester.runpytest(*PYTEST_OPTIONS, str(path), "-p", "no:cacheprovider", "--set", "train.stepz=2")
     assert bad.ret != 0
     bad.stdout.fnmatch_lines(["*ERROR collecting*scenarios/tiny.toml*",
                               "--set train.stepz=2: unknown key train.stepz. Allowed in [[]train[]]: steps*"])

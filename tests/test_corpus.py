@@ -1,4 +1,4 @@
-"""User data (harness.data): corpora in text, JSON Lines and Parquet, fingerprints, masks,
+"""User data (harness.data.prepare): corpora in text, JSON Lines and Parquet, fingerprints, masks,
 and the errors a researcher sees for bad input. Real files, real tokenizers."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pytest
 
 from conftest import THAI_TEXT
 from core.tokenizer import encode_corpus, train_char_bpe
-from harness.bundle import is_thai
+from harness.data.prose import is_thai
 from harness.cli import main
-from harness.data import CorpusError, fingerprint, prepare_data, read_corpus
+from harness.data.prepare import CorpusError, fingerprint, prepare_data, read_corpus
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -135,7 +135,7 @@ def test_a_corpus_that_leaves_no_dead_token_is_a_warning_not_an_error(tmp_path, 
     tok.save(str(tok_path))
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(text + " é", encoding="utf-8")  # "é" is unknown: <unk> occurs too
-    with caplog.at_level(logging.WARNING, logger="harness.data"):
+    with caplog.at_level(logging.WARNING, logger="harness.data.prepare"):
         data = prepare_data(tok_path, corpus, vocab_size=5)
     assert data.n_dead == 0
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

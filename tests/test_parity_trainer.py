@@ -22,7 +22,7 @@ from core.fast.loss import BlockwiseCrossEntropy, rows_per_block  # noqa: E402
 from core.model import InitConfig, ModelConfig, build_model  # noqa: E402
 from core.optim import OptimConfig  # noqa: E402
 from core.train import Training, TrainConfig  # noqa: E402
-from harness.seed_trainer import RecordEW, SeedRun, notebook_model, notebook_trainer  # noqa: E402
+from seed_trainer import RecordEW, SeedRun, notebook_model, notebook_trainer  # noqa: E402
 
 VOCAB = 1000
 STEPS = 6

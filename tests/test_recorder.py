@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import torch
 
-from core.fast import onednn
 from core.bf16 import from_bits, hdf5_bfloat16, to_bits
 from core.data import DataConfig
 from core.model import ModelConfig

@@ -10,11 +10,11 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from core.trajectory import Trajectory
-from harness.analysis import analyse
+from harness.report.analysis import analyse
 from harness.cli import main
-from harness.figures import make_figures
+from harness.report.figures import make_figures
 from harness.runner import run_scenario
-from harness.scenario import load_scenario
+from harness.scenario.load import load_scenario
 
 
 @pytest.fixture(scope="module")

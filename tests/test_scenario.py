@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from core.optim import OptimConfig
-from harness.scenario import ScenarioError, load_scenario
-from harness.scenario_cli import PROJECT_SCENARIOS
+from harness.scenario.load import load_scenario
+from harness.scenario.schema import ScenarioError
+from harness.scenario.cli import PROJECT_SCENARIOS
 
 
 def test_seed_scenarios_load_at_every_scale():

@@ -1,4 +1,4 @@
-"""Sweeps (harness/sweep*.py) on real runs: a local process pool, a local Ray instance, a
+"""Sweeps (harness/sweep/) on real runs: a local process pool, a local Ray instance, a
 killed sweep finished by a second invocation, cross-run expectations, bad sweep files.
 
 One 4-run sweep (2 seeds x tied/untied on the tiny scenario, 5 steps each) runs once per
@@ -21,9 +21,9 @@ import pytest
 from conftest import TINY_SCENARIO
 from h5util import differing_attributes
 from harness.cli import main
-from harness.sweep import PAUSE_ENV, load_sweep, run_sweep
-from harness.sweep_file import SweepError
-from harness.sweep_index import read_index
+from harness.sweep.run import PAUSE_ENV, load_sweep, run_sweep
+from harness.sweep.spec import SweepError
+from harness.sweep.index import read_index
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,6 +6,9 @@ method"). Nothing of the core is handed to the Trainer: its own dataset class, i
 `compute_loss` override, TrainingArguments (bf16=True, optim="adamw_torch", Trainer
 defaults for clipping and schedule) and its own random sampler. Needs the `test` extra
 (transformers' Trainer requires `accelerate`).
+
+A test oracle, so it lives with the tests, not in the installed package; the benchmarks
+import it from here too (benchmarks/conftest.py puts this folder on sys.path).
 """
 
 from __future__ import annotations

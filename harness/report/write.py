@@ -1,19 +1,18 @@
-"""`python -m harness report RUN.h5 [--out DIR]`: figures, report.json and report.md.
+"""A trajectory file's report: figures, report.json and report.md, in a folder that defaults
+to `<run folder>/<run name>_report/` (the `report` command is harness.report.cli).
 
-DIR defaults to `<run folder>/<run name>_report/`. The analysis streams the file in
-chunks of frames (harness.analysis), so a 6,001-frame Thimble file needs no more memory
-than a 10-frame one.
+The analysis streams the file in chunks of frames (harness.report.analysis), so a
+6,001-frame Thimble file needs no more memory than a 10-frame one.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
 from pathlib import Path
 
-from harness.analysis import DEFAULT_CHUNK, Analysis, analyse, summarize
+from harness.report.analysis import DEFAULT_CHUNK, Analysis, analyse, summarize
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +69,7 @@ def _fmt(value) -> str:
 def write_report(run: str | Path, out: str | Path | None = None, chunk: int = DEFAULT_CHUNK,
                  progress: bool = False) -> dict[str, Path]:
     """Analyse `run` and write its figures and summaries; returns {file stem: path}."""
-    from harness.figures import make_figures
+    from harness.report.figures import make_figures  # heavy (matplotlib): `--help` imports this module
 
     run = Path(run)
     out = Path(out) if out is not None else default_report_dir(run)
@@ -89,20 +88,3 @@ def write_report(run: str | Path, out: str | Path | None = None, chunk: int = DE
     written["report.json"], written["report.md"] = out / "report.json", out / "report.md"
     log.info("report of %s (%d frames) in %.1f s -> %s", run, summary["frames"], summary["seconds"], out)
     return written
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    for run in args.runs:
-        out = args.out if len(args.runs) == 1 or args.out is None else Path(args.out) / Path(run).stem
-        written = write_report(run, out, chunk=args.chunk, progress=not args.quiet)
-        print(f"report: {written['report.md']}  ({len(written) - 2} figures)")
-    return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    report = sub.add_parser("report", help="figures and summaries of dead-token dynamics from trajectory files")
-    report.add_argument("runs", nargs="+", help="trajectory files (.h5)")
-    report.add_argument("--out", default=None, help="output folder (default: <run folder>/<name>_report/)")
-    report.add_argument("--chunk", type=int, default=DEFAULT_CHUNK, help="frames held in memory at once")
-    report.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    report.set_defaults(func=cmd_report)

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from harness.sweep_expect import CrossVerdict, RunFile, radius_series
+from harness.sweep.expect import CrossVerdict, RunFile, radius_series
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +44,10 @@ def plot_radius(runs: list[RunFile], path: Path, tensor: str = "W", tokens: str 
     """Mean radius of the dead cloud vs optimizer step, one line per run, relative to its start too."""
     if not runs:
         return None
-    import matplotlib
+    import matplotlib  # heavy: only the plot needs it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: only the plot needs it
 
     fig, (ax, rel) = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
     for run in runs:

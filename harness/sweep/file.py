@@ -12,7 +12,7 @@
     "init.seed" = [0, 1, 2, 3]
     "model.tied" = [true, false]
 
-    [[expect_all]]                              # cross-run expectations (harness/sweep_expect.py)
+    [[expect_all]]                              # cross-run expectations (harness/sweep/expect.py)
     check = "zero_displacement"
     tensor = "E"
     where = {"model.tied" = false}
@@ -35,11 +35,13 @@ import itertools
 import json
 import logging
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.scenario import FULL_SCALE, Scenario, ScenarioError, load_scenario, read_toml
+from harness.scenario.load import load_scenario, read_toml
+from harness.scenario.schema import FULL_SCALE, Scenario, ScenarioError
+from harness.sweep.expect import parse_expect_all
+from harness.sweep.spec import RunSpec, Sweep, SweepError, flatten
 
 log = logging.getLogger(__name__)
 
@@ -52,60 +54,7 @@ HASH_CHARS = 8
 NOT_HASHED = ("file", "summary", "expect")
 
 
-class SweepError(ValueError):
-    """A sweep file is malformed; the message names the file and the key."""
-
-
-@dataclass
-class RunSpec:
-    """One run of a sweep: its overrides, resolved and validated."""
-
-    id: str  # e.g. "seed=3-tied=false-1a2b3c4d"
-    axes: dict[str, Any]  # dotted key -> this run's value, axes only
-    overrides: list[str]  # "section.key=value" (TOML values), `set` then axes
-    config_hash: str  # sha256 of the resolved config (hex)
-    scenario: Scenario
-
-
-@dataclass
-class ExpectAll:
-    """One `[[expect_all]]` table, checked by harness.sweep_expect."""
-
-    check: str
-    args: dict[str, Any]  # the check's own arguments
-    id: str
-    min_fraction: float = 1.0  # per-run checks: hold in at least this fraction of the selected runs
-    where: dict[str, Any] = field(default_factory=dict)  # dotted key -> value: only runs whose config matches
-
-
-@dataclass
-class Sweep:
-    name: str
-    path: Path
-    scenario_path: Path
-    scale: str
-    mode: str
-    threads: int  # torch intra-op threads per run
-    run_expectations: bool  # check each run's own scenario [[expect]] tables
-    axes: dict[str, list[Any]]
-    fixed: dict[str, Any]
-    runs: list[RunSpec]
-    expect_all: list[ExpectAll]
-
-
 # ------------------------------------------------------------------ helpers
-def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"init": {"seed": 1}} and {"init.seed": 1} both become {"init.seed": 1}."""
-    out: dict[str, Any] = {}
-    for key, value in table.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{dotted}."))
-        else:
-            out[dotted] = value
-    return out
-
-
 def toml_value(value: Any) -> str:
     """A value as TOML source, for a `section.key=value` override."""
     if isinstance(value, bool):
@@ -134,12 +83,6 @@ def run_id(axes: dict[str, Any], digest: str) -> str:
     last = [k.rsplit(".", 1)[-1] for k in axes]
     parts = [f"{k if last.count(short) > 1 else short}={_label(v)}" for k, short, v in zip(axes, last, axes.values())]
     return "-".join(parts + [digest[:HASH_CHARS]])
-
-
-def value_at(scenario: Scenario, dotted: str) -> Any:
-    """A scenario knob by its dotted key, e.g. "model.tied"."""
-    section, _, key = dotted.partition(".")
-    return scenario.resolved()[section][key]
 
 
 # ------------------------------------------------------------------ loading
@@ -185,8 +128,6 @@ def _resolve(where: Path, scenario_path: Path, scale: str, fixed: dict[str, Any]
 
 def load_sweep(path: str | Path) -> Sweep:
     """Read, expand and validate a sweep file: every run's scenario is loaded before anything runs."""
-    from harness.sweep_expect import parse_expect_all  # expectations validate against the runs
-
     path = Path(path)
     raw = read_toml(path, "Sweep", SweepError)
     unknown = sorted(set(raw) - set(TOP_LEVEL))

@@ -9,8 +9,8 @@ log = logging.getLogger(__name__)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from harness.sweep import load_sweep, run_sweep
-    from harness.sweep_report import cross_table, summary_table
+    from harness.sweep.run import load_sweep, run_sweep  # heavy: only this command needs it
+    from harness.sweep.report import cross_table, summary_table  # heavy: only this command needs it
 
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers {args.workers}: must be >= 1")

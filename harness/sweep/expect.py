@@ -7,10 +7,10 @@ Two kinds, by the name in `check`:
   `where = {"model.tied" = false}` selects runs by their resolved config. A check whose own
   argument is called `min_fraction` (nonzero_displacement) takes it from `args = {...}`;
 - an aggregate over runs (registered here with `@aggregate`), computed with
-  harness.analysis across all selected runs, e.g. `mean_radius_dips_before_growing`.
+  harness.checks.measures across all selected runs, e.g. `mean_radius_dips_before_growing`.
 
 Every verdict says how many runs passed and names the run ids that broke it.
-Per-run verdicts are computed by the workers right after each run (harness.sweep_exec) and
+Per-run verdicts are computed by the workers right after each run (harness.sweep.execute) and
 cached in the index with the expectation's definition; a changed definition is checked again.
 """
 
@@ -26,9 +26,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from harness.checks import REGISTRY, TOKEN_SET_NAMES, CheckContext, TokenSet, parse_expectations, run_check, token_ids
-from harness.scenario import Expectation, Scenario, ScenarioError
-from harness.sweep_file import ExpectAll, RunSpec, SweepError, flatten, value_at
+from harness.checks.measures import cloud_radius, radius_dips_before_growing, token_ids
+from harness.checks.registry import REGISTRY, TOKEN_SET_NAMES, CheckContext, TokenSet, run_check
+from harness.scenario.expectations import parse_expectations
+from harness.scenario.schema import Expectation, Scenario, ScenarioError
+from harness.sweep.spec import ExpectAll, RunSpec, SweepError, flatten, value_at
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +225,6 @@ def _cached_or_checked(run: RunFile, e: ExpectAll) -> dict[str, Any]:
 def radius_series(path: Path, tensor: str = "W", tokens: TokenSet = "dead") -> tuple[np.ndarray, np.ndarray]:
     """(steps (T,), mean distance of the `tokens` rows of `tensor` from their centroid (T,)) of one run."""
     from core.trajectory import Trajectory
-    from harness.analysis import cloud_radius
 
     with Trajectory(path) as traj:
         name = tensor if tensor in traj else "E"
@@ -233,9 +234,7 @@ def radius_series(path: Path, tensor: str = "W", tokens: TokenSet = "dead") -> t
 @aggregate("mean_radius_dips_before_growing")
 def mean_radius_dips(runs: list[RunFile], tensor: str = "W", tokens: TokenSet = "dead"):
     """The across-run mean radius of the `tokens` cloud of `tensor`, on the steps every run
-    recorded, falls below its start before it grows past it (harness.analysis)."""
-    from harness.analysis import radius_dips_before_growing
-
+    recorded, falls below its start before it grows past it (harness.checks.measures)."""
     series = {r.id: radius_series(r.path, tensor, tokens) for r in runs}
     common = sorted(set.intersection(*(set(s.tolist()) for s, _ in series.values())))
     if len(common) < 2:

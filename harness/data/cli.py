@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.bundle import CACHE_ENV, MIX_FILE, OUTPUT_FILES, Bundle, default_bundle, is_thai
-from harness.data import PreparedData, prepare_data
+from harness.data.bundle import CACHE_ENV, MIX_FILE, OUTPUT_FILES, Bundle, default_bundle
+from harness.data.prepare import PreparedData, prepare_data
+from harness.data.prose import is_thai
 
 TOP_N = 20
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import h5py
 
-from harness.sweep_file import Sweep
+from harness.sweep.spec import Sweep
 
 log = logging.getLogger(__name__)
 

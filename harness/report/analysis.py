@@ -16,7 +16,8 @@ One pass over each recorded matrix (E, W) computes, per frame t and per token se
 
 Memory is bounded by `chunk` frames (chunk × vocab × dim float32 plus a few per-frame
 rows) whatever the file's length. Everything is float32 arithmetic on the exact bf16
-values read from the file.
+values read from the file. Whether a radius dips before it grows is decided by
+harness.checks.measures, which the checks and the sweeps use too.
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ import torch
 from tqdm import tqdm
 
 from core.trajectory import Trajectory
+from harness.checks.measures import DEFAULT_CHUNK, radius_dips_before_growing
 
 log = logging.getLogger(__name__)
 
 SETS = ("dead", "live")
-DEFAULT_CHUNK = 16  # frames held at once: 16 x 10,000 x 64 float32 = 41 MB per working copy
 
 
 @dataclass
@@ -233,27 +234,7 @@ def analyse(path, chunk: int = DEFAULT_CHUNK, progress: bool = False) -> Analysi
                         acc.series, per_token)
 
 
-def cloud_radius(traj: Trajectory, name: str, ids: np.ndarray, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
-    """Mean distance of the `ids` rows of `name` from their centroid, per frame: (T,). Streams."""
-    out = np.empty(len(traj))
-    for start, block in traj.iter_frames(name, chunk=chunk, tokens=ids):
-        rows = block.float()  # (C, n, D)
-        out[start : start + len(rows)] = (rows - rows.mean(1, keepdim=True)).norm(dim=-1).mean(1).double().numpy()
-    return out
-
-
 # --------------------------------------------------------------------------- summaries
-
-
-def radius_dips_before_growing(radius: np.ndarray) -> dict:
-    """Does the cloud radius shrink below its start before it exceeds it ("the inhale before the
-    sneeze")? radius (T,): the minimum before the first frame above radius[0], and where."""
-    above = np.flatnonzero(radius > radius[0])
-    end = int(above[0]) if above.size else len(radius)
-    low = int(np.argmin(radius[:end])) if end > 0 else 0
-    return {"dips": bool(above.size and radius[low] < radius[0]), "min_frame": low,
-            "min_relative": float(radius[low] / radius[0] - 1) if radius[0] else 0.0,
-            "first_growth_frame": end if above.size else None}
 
 
 def summarize(a: Analysis) -> dict:

@@ -1,191 +1,31 @@
-"""The check registry: named invariants that read a recorded trajectory file.
+"""The built-in checks: `equal`, `zero_displacement`, `nonzero_displacement`, `zero_gradient`,
+`tied_identity`, `finite`, `loss_decreases`, `deterministic`, `decay_below_ulp_noop`,
+`displacement_exceeds`, `radius_dips_before_growing`.
 
-A check is a function `(ctx, **args) -> Verdict`, registered with `@check("name")`. Its
-keyword arguments (with annotations and defaults) are what a scenario's `[[expect]]`
-table may set; anything else is an error naming the file, the expectation and the
-allowed arguments. Checks read the file, never the live model, so a passing check also
-proves the file is right; they stream frames, so a 7.7 GB file is fine.
-
-Token sets: "dead" (never in the training corpus), "live", "all", "never_input" (no batch of
-the run feeds the token in: the dead ones and live ones the run never draws), or a list of ids.
+Each is registered with `@check` (harness.checks.registry) when this module is imported,
+which importing harness.checks does. A check reads the file, streaming frames, and returns
+a Verdict whose message gives observed vs expected in words and numbers.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
-import typing
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from core.format import RECORDABLE, SCALARS, stored_tensors
+from core.format import SCALARS
 from core.trajectory import Trajectory
+from harness.checks.measures import cloud_radius, radius_dips_before_growing, token_ids
+from harness.checks.registry import CheckContext, TokenSet, Verdict, check
 
 log = logging.getLogger(__name__)
 
-TokenSet = typing.Union[str, list[int]]
-TOKEN_SET_NAMES = ("dead", "live", "all", "never_input")
 STREAM_FRAMES = 32  # frames read at a time: 32 x 10,000 x 64 x 2 bytes = 41 MB
 SHOW = 10  # how many offending tokens / steps a failure names
 
 
-@dataclass
-class Verdict:
-    passed: bool
-    message: str  # observed vs expected, in words and numbers
-    worst: dict[str, Any] = field(default_factory=dict)  # offending token ids / steps, for reports
-
-
-@dataclass
-class CheckContext:
-    traj: Trajectory
-    scenario: Any  # harness.scenario.Scenario
-    rerun: Callable[[int], Path] | None = None  # run the first n steps again into a new file
-
-
-CheckFn = Callable[..., Verdict]
-REGISTRY: dict[str, CheckFn] = {}
-
-
-def check(name: str) -> Callable[[CheckFn], CheckFn]:
-    """Register a check under `name`; a second check of the same name is an error."""
-
-    def register(fn: CheckFn) -> CheckFn:
-        if name in REGISTRY:
-            raise ValueError(f"Check {name!r} is already registered (by {REGISTRY[name].__module__}).")
-        REGISTRY[name] = fn
-        return fn
-
-    return register
-
-
-def get_check(name: str) -> CheckFn:
-    if name not in REGISTRY:
-        raise KeyError(f"Unknown check {name!r}. Available: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name]
-
-
-def check_parameters(fn: CheckFn) -> dict[str, inspect.Parameter]:
-    return dict(list(inspect.signature(fn).parameters.items())[1:])  # all but ctx
-
-
-# ------------------------------------------------------------------ expectations
-def parse_expectations(where: str, tables: list, scenario) -> list:
-    """Validate `[[expect]]` tables into Expectations (checks, arguments, recorded tensors)."""
-    from harness.scenario import Expectation, ScenarioError
-
-    stored = set(stored_tensors(list(scenario.record.tensors), scenario.model.tied)) | set(SCALARS)
-    if scenario.model.tied:
-        stored |= {n[:-1] + "E" for n in stored if n.endswith("W")}
-    out: list[Expectation] = []
-    seen: dict[str, int] = {}
-    for index, table in enumerate(tables):
-        here = f"{where}: expect[{index}]"
-        if not isinstance(table, dict):
-            raise ScenarioError(f"{here}: must be a table with a 'check' key")
-        table = dict(table)
-        name = table.pop("check", None)
-        if name is None:
-            raise ScenarioError(f"{here}: missing 'check'. Available: {', '.join(sorted(REGISTRY))}")
-        try:
-            fn = get_check(name)
-        except KeyError as exc:
-            raise ScenarioError(f"{here}: {exc.args[0]}") from None
-        test_id = table.pop("id", None)
-        xfail = table.pop("xfail", "")
-        exploratory = table.pop("exploratory", "")
-        scales = table.pop("scales", None)
-        for key, value in (("xfail", xfail), ("exploratory", exploratory)):
-            if not isinstance(value, str):
-                raise ScenarioError(f"{here}: {key} must be a string giving the reason, got {value!r}")
-        if xfail and exploratory:
-            raise ScenarioError(f"{here}: xfail and exploratory exclude each other: an exploratory expectation may "
-                                "go either way, an xfail must fail")
-        if scales is not None and not (isinstance(scales, list) and all(s in scenario.scales for s in scales)):
-            raise ScenarioError(f"{here}: scales = {scales!r}: allowed values {scenario.scales}")
-        params = check_parameters(fn)
-        for key, value in table.items():
-            if key not in params:
-                allowed = ", ".join(list(params) + ["id", "xfail", "exploratory", "scales"])
-                raise ScenarioError(f"{here} ({name}): unknown argument {key!r}. Allowed: {allowed}")
-            _check_argument(here, name, key, value, params[key], scenario, stored)
-        for key, p in params.items():
-            if p.default is inspect.Parameter.empty and key not in table:
-                raise ScenarioError(f"{here} ({name}): missing required argument {key!r}")
-        args = {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty}
-        args.update(table)
-        for key, value in args.items():
-            if key in ("tensor", "a", "b") and value not in stored:
-                raise ScenarioError(
-                    f"{here} ({name}): {key} = {value!r} is not recorded; add it to record.tensors "
-                    f"(recorded: {', '.join(sorted(stored))})"
-                )
-        test_id = test_id or _default_id(name, args)
-        seen[test_id] = seen.get(test_id, 0) + 1
-        if seen[test_id] > 1:
-            test_id = f"{test_id}-{seen[test_id]}"
-        out.append(Expectation(check=name, args=args, id=test_id, xfail=xfail, exploratory=exploratory,
-                               scales=scales))
-    return out
-
-
-def _check_argument(here, name, key, value, param, scenario, stored) -> None:
-    from harness.scenario import ScenarioError
-
-    hint = typing.get_type_hints(REGISTRY[name]).get(key)
-    ok = True
-    if hint is TokenSet:
-        ok = value in TOKEN_SET_NAMES or (
-            isinstance(value, list) and all(isinstance(v, int) and 0 <= v < scenario.model.vocab_size for v in value)
-        )
-        expected = f"one of {', '.join(TOKEN_SET_NAMES)} or a list of token ids below {scenario.model.vocab_size}"
-    elif hint is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        expected = "a number"
-    elif hint is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        expected = "an integer"
-    elif hint is str:
-        ok = isinstance(value, str)
-        expected = "a string"
-    else:
-        expected = str(hint)
-    if key in ("tensor", "a", "b") and ok and value not in RECORDABLE and value not in ("E", "W"):
-        ok, expected = False, f"a recorded quantity: {', '.join(RECORDABLE)}"
-    if not ok:
-        raise ScenarioError(f"{here} ({name}): {key} = {value!r}: expected {expected}")
-
-
-def _default_id(name: str, args: dict) -> str:
-    parts = []
-    tokens = args.get("tokens")
-    if isinstance(tokens, str):
-        parts.append(tokens)
-    elif isinstance(tokens, list):
-        parts.append(f"ids{len(tokens)}")
-    for key in ("tensor", "a", "b"):
-        if key in args:
-            parts.append(str(args[key]))
-    return "-".join(parts + [name])
-
-
 # ------------------------------------------------------------------ helpers
-def token_ids(traj: Trajectory, tokens: TokenSet) -> np.ndarray:
-    if tokens == "dead":
-        return traj.dead
-    if tokens == "live":
-        return traj.live
-    if tokens == "all":
-        return np.arange(traj["W"].shape[1] if "W" in traj else traj.meta["vocab_size"])
-    if tokens == "never_input":
-        return traj.never_input
-    return np.asarray(tokens, dtype=np.int64)
-
-
 def frame_for(traj: Trajectory, step: int) -> int:
     """Frame index of optimizer step `step`; -1 means the last frame."""
     return len(traj) - 1 if step == -1 else traj.frame_of_step(step)
@@ -412,8 +252,6 @@ def displacement_exceeds(ctx: CheckContext, tensor: str = "W", tokens: TokenSet 
 def radius_dips(ctx: CheckContext, tensor: str = "W", tokens: TokenSet = "dead") -> Verdict:
     """The cloud of `tokens` rows first contracts below its initial mean radius, then grows past
     it ("the inhale before the sneeze")."""
-    from harness.analysis import cloud_radius, radius_dips_before_growing
-
     ids = token_ids(ctx.traj, tokens)
     if ids.size < 2:
         return Verdict(False, f"the token set {tokens!r} has {ids.size} tokens: no cloud")
@@ -427,8 +265,3 @@ def radius_dips(ctx: CheckContext, tensor: str = "W", tokens: TokenSet = "dead")
     if dip["dips"]:
         return Verdict(True, text)
     return Verdict(False, f"expected a contraction before growth; {text}", {"radius": radius[:100].tolist()})
-
-
-def run_check(name: str, ctx: CheckContext, args: dict[str, Any]) -> Verdict:
-    return get_check(name)(ctx, **args)
-

@@ -1,4 +1,4 @@
-"""One matplotlib figure per question the trajectories exist to answer (harness.analysis)."""
+"""One matplotlib figure per question the trajectories exist to answer (harness.report.analysis)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ matplotlib.use("Agg")  # files only; no display needed
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from harness.analysis import SETS, Analysis  # noqa: E402
+from harness.report.analysis import SETS, Analysis  # noqa: E402
 
 COLORS = {"dead": "tab:red", "live": "tab:blue", "all": "black"}
 STYLES = {"E": "--", "W": "-"}

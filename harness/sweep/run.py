@@ -5,7 +5,7 @@
     result.cross                                     # the [[expect_all]] verdicts
 
 Runs go to a local process pool ('spawn') or, with `ray=ADDRESS` ("local" starts one), to Ray
-as remote tasks; both call harness.sweep_exec.execute_run. The index is rewritten after
+as remote tasks; both call harness.sweep.execute.execute_run. The index is rewritten after
 every change; a re-invoked sweep skips runs that are done and whose file closed cleanly,
 and runs the rest again from scratch (overwriting), which gives the identical file.
 
@@ -27,11 +27,12 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from harness.checks import REGISTRY
-from harness.sweep_exec import LocalPool, RayBackend, RunOutcome, RunTask, default_workers
-from harness.sweep_expect import CrossVerdict, RunFile, check_all, definition_key, per_run_expectation, selected
-from harness.sweep_file import RunSpec, Sweep, SweepError, load_sweep
-from harness.sweep_index import is_finished, merged_index, write_index
-from harness.sweep_report import PLOT_NAME, plot_radius
+from harness.sweep.execute import LocalPool, RayBackend, RunOutcome, RunTask, default_workers
+from harness.sweep.expect import CrossVerdict, RunFile, check_all, definition_key, per_run_expectation, selected
+from harness.sweep.file import load_sweep
+from harness.sweep.index import is_finished, merged_index, write_index
+from harness.sweep.report import PLOT_NAME, plot_radius
+from harness.sweep.spec import RunSpec, Sweep, SweepError
 
 log = logging.getLogger(__name__)
 

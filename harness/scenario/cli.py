@@ -8,11 +8,12 @@ import shlex
 import sys
 from pathlib import Path
 
-from harness.scenario import FULL_SCALE, ScenarioError, find_scenarios, load_scenario
+from harness.scenario.load import find_scenarios, load_scenario
+from harness.scenario.schema import FULL_SCALE, ScenarioError
 
 log = logging.getLogger(__name__)
 
-PROJECT_SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+PROJECT_SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
 
 def resolve_scenario_path(name_or_path: str) -> Path:
@@ -38,8 +39,8 @@ def verdict_word(passed: bool, xfail: str, exploratory: str = "") -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.resume import Interrupted
-    from harness.runner import evaluate, run_scenario
+    from harness.resume import Interrupted  # heavy: only this command needs it
+    from harness.runner import evaluate, run_scenario  # heavy: only this command needs it
 
     if args.resume and args.force:
         raise ValueError("--resume continues the existing trajectory and --force starts it over: pass one of them.")

@@ -31,6 +31,7 @@ from core.tokenizer import (
     token_counts,
     token_strings,
 )
+from harness.data.bundle import default_bundle
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ def _jsonl_documents(p: Path, text_field: str) -> list[str]:
 def _import_parquet():
     """pyarrow.parquet, imported only when a Parquet corpus is read."""
     try:
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # optional (the extra `parquet`): only Parquet corpora need it
     except ImportError as exc:
         raise ImportError(
             "Reading a Parquet corpus needs pyarrow: pip install 'dead-token-harness[parquet]' "
@@ -232,7 +233,5 @@ def _warn_unknown(unk_id: int | None, counts: np.ndarray, n_tokens: int, corpus:
 
 def prepare_default_data(cache_dir: str | os.PathLike | None = None, progress: bool = True) -> PreparedData:
     """The default bundle (built on first use), tokenized: `prepare_data` on its files."""
-    from harness.bundle import default_bundle
-
     bundle = default_bundle(cache_dir=cache_dir, progress=progress)
     return prepare_data(bundle.tokenizer_path, bundle.corpus_path, bundle.vocab_size)

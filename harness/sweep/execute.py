@@ -20,7 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.scenario import Expectation, Scenario
+import torch
+
+from harness.runner import applicable, evaluate, run_scenario
+from harness.scenario.schema import Expectation, Scenario
+from harness.sweep.expect import evaluate_run
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +51,6 @@ class RunOutcome:
 
 def execute_run(task: RunTask) -> RunOutcome:
     """Train, record and check one run. Runs in a pool worker or a Ray worker."""
-    import torch
-
-    from harness.runner import applicable, evaluate, run_scenario
-    from harness.sweep_expect import evaluate_run
-
     torch.set_num_threads(task.threads)
     start = time.perf_counter()
     path = task.folder / f"{task.run_id}.h5"
@@ -103,7 +102,7 @@ class RayBackend:
 
     def __init__(self, address: str | None, threads: int):
         try:
-            import ray
+            import ray  # optional (the extra `ray`): only --ray needs it
         except ImportError as exc:
             raise RuntimeError("--ray needs Ray: pip install -e '.[ray]'") from exc
         self.ray = ray

@@ -1,0 +1,47 @@
+"""What checks measure on a trajectory, shared with the report and the sweeps: the ids of a
+token set, the radius of a token cloud per frame, and whether that radius dips before it grows.
+
+The report layer (harness.report.analysis) and the sweep aggregates (harness.sweep.expect)
+import these from here; the checks import nothing of theirs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.trajectory import Trajectory
+from harness.checks.registry import TokenSet
+
+DEFAULT_CHUNK = 16  # frames held at once: 16 x 10,000 x 64 float32 = 41 MB per working copy
+
+
+def token_ids(traj: Trajectory, tokens: TokenSet) -> np.ndarray:
+    if tokens == "dead":
+        return traj.dead
+    if tokens == "live":
+        return traj.live
+    if tokens == "all":
+        return np.arange(traj["W"].shape[1] if "W" in traj else traj.meta["vocab_size"])
+    if tokens == "never_input":
+        return traj.never_input
+    return np.asarray(tokens, dtype=np.int64)
+
+
+def cloud_radius(traj: Trajectory, name: str, ids: np.ndarray, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
+    """Mean distance of the `ids` rows of `name` from their centroid, per frame: (T,). Streams."""
+    out = np.empty(len(traj))
+    for start, block in traj.iter_frames(name, chunk=chunk, tokens=ids):
+        rows = block.float()  # (C, n, D)
+        out[start : start + len(rows)] = (rows - rows.mean(1, keepdim=True)).norm(dim=-1).mean(1).double().numpy()
+    return out
+
+
+def radius_dips_before_growing(radius: np.ndarray) -> dict:
+    """Does the cloud radius shrink below its start before it exceeds it ("the inhale before the
+    sneeze")? radius (T,): the minimum before the first frame above radius[0], and where."""
+    above = np.flatnonzero(radius > radius[0])
+    end = int(above[0]) if above.size else len(radius)
+    low = int(np.argmin(radius[:end])) if end > 0 else 0
+    return {"dips": bool(above.size and radius[low] < radius[0]), "min_frame": low,
+            "min_relative": float(radius[low] / radius[0] - 1) if radius[0] else 0.0,
+            "first_growth_frame": end if above.size else None}
