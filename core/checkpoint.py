@@ -104,6 +104,12 @@ def _payload(training: Training, frames: int, context: dict[str, Any]) -> dict[s
     }
 
 
+def checkpoint_bytes(training: Training) -> int:
+    """About how large a checkpoint of `training` is once its optimizer has state (the disk check)."""
+    params = sum(p.numel() * p.element_size() for p in training.model.parameters())
+    return 3 * params + (1 << 20)  # parameters and Adam's two moments; RNG states and the rest
+
+
 def _nbytes(obj: Any) -> int:
     if isinstance(obj, torch.Tensor):
         return obj.numel() * obj.element_size()

@@ -10,13 +10,16 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from core.checkpoint import checkpoint_path
+from core.checkpoint import checkpoint_bytes, checkpoint_path
 from core.fast import choose_kernels
 from core.fast.staging import frame_stager
+from core.lock import WriterLock
+from core.optim import describe_groups
 from core.recorder import TrajectoryWriter
 from core.run import train_and_record
 from core.step import StepResult
@@ -125,15 +128,20 @@ def run_scenario(
     stop_after: int | None = None,
     path: Path | None = None,
     resume: bool = False,
+    prepare: Callable[[Training], None] | None = None,
 ) -> RunResult:
     """Train `scenario` and record it to `out_dir/<name>.h5`. `stop_after` runs only the first
     n steps of the same run (the determinism check's rerun). `resume` continues an unfinished
     run from its checkpoint `out_dir/<name>.ckpt` (harness/resume.py); a SIGINT / SIGTERM
-    stops a run after the current step with a checkpoint and raises `Interrupted`."""
+    stops a run after the current step with a checkpoint and raises `Interrupted`. `prepare` may
+    change the Training before anything is recorded (tests build sabotaged runs with it).
+    A run holds its trajectory's writer lock (core/lock.py) from before it touches the file."""
     data = prepare_scenario_data(scenario)
     train_cfg = dataclasses.replace(scenario.train, device=device or scenario.train.device)
     kernels = choose_kernels(train_cfg, train_cfg.device)
     training = Training(data.ids, scenario.model, scenario.init, scenario.data, scenario.optimizer, train_cfg, kernels)
+    if prepare is not None:
+        prepare(training)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = path or out_dir / f"{scenario.name}.h5"
@@ -143,7 +151,10 @@ def run_scenario(
         "scale": scenario.scale,
         "seeds": {"init": scenario.init.seed, "data": scenario.data.seed},
         "device": str(training.device),
-        "kernels": training.kernels.describe(),  # what the step ran, from the live object
+        # Facts the checks read, taken from the live objects, never from the scenario:
+        "kernels": training.kernels.describe(),  # what the step ran
+        "embeddings_shared": training.tied,  # E and W one parameter (identity)
+        "optimizer_groups": describe_groups(training.model, training.optimizer),  # lr, weight decay, ...
         "environment": run_environment(),
         "git_commit": git_commit(),
         "harness_version": HARNESS_VERSION,
@@ -157,6 +168,15 @@ def run_scenario(
     ckpt = checkpoint_path(path)
     context = run_context(scenario.resolved(), data.corpus_fingerprint, data.tokenizer_fingerprint,
                           training.device.type)
+    lock = WriterLock(path).acquire()  # before anything touches the file or its checkpoint
+    try:
+        return _record(scenario, training, data, path, ckpt, context, metadata, steps, overwrite, progress, resume)
+    finally:
+        lock.release()
+
+
+def _record(scenario: Scenario, training: Training, data, path: Path, ckpt: Path, context: dict, metadata: dict,
+            steps: int, overwrite: bool, progress: bool, resume: bool) -> RunResult:
     if resume:
         writer = resume_writer(path, training, context, scenario.record)
     else:
@@ -166,10 +186,10 @@ def run_scenario(
         usage = input_usage(training.batches, scenario.train.steps, scenario.model.vocab_size)
         tokens = TokenTables(data.dead_mask, data.counts, data.strings, *usage)
         writer = TrajectoryWriter(
-            path, vocab_size=scenario.model.vocab_size, dim=scenario.model.n_embd, tied=scenario.model.tied,
+            path, vocab_size=scenario.model.vocab_size, dim=scenario.model.n_embd, tied=training.tied,
             config=scenario.record, metadata=metadata, tokens=tokens,
             expected_frames=expected_frames(steps, scenario.record.every), stager=frame_stager(training.device),
-            overwrite=overwrite,
+            overwrite=overwrite, other_bytes=checkpoint_bytes(training) if scenario.record.checkpoint_every else 0,
         )
         ckpt.unlink(missing_ok=True)  # an earlier run's
     log.info("%s [%s]: %d steps on %s, recording %s every %d step(s) -> %s", scenario.name, scenario.scale, steps,

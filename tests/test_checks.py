@@ -66,7 +66,7 @@ def test_other_wrong_expectations_fail_with_numbers(untied_run):
     stuck = verdict(scenario, path, "nonzero_displacement", tensor="E", tokens="dead")
     assert not stuck.passed and "0 of" in stuck.message and "unmoved:" in stuck.message
     tied = verdict(scenario, path, "tied_identity")
-    assert not tied.passed and "differ within frames 0..4" in tied.message
+    assert not tied.passed and "E and W were separate parameters (attribute embeddings_shared = False)" in tied.message
 
 
 def test_explicit_token_ids_and_all(untied_run):
@@ -106,11 +106,12 @@ def test_decay_below_ulp_noop_checks_its_precondition(write_scenario, tmp_path):
     below = load_scenario(write_scenario(), overrides=["optimizer.lr=3e-4", "optimizer.weight_decay=0.1"])
     path = run_scenario(below, tmp_path / "below", progress=False).path
     result = verdict(below, path, "decay_below_ulp_noop", tensor="E", tokens="dead")
-    assert result.passed and "lr * wd = 3e-05 < 2^-9" in result.message
+    assert result.passed and "largest recorded lr 0.0003 * weight decay 0.1" in result.message
+    assert "= 3e-05 < 2^-9" in result.message
     above = load_scenario(write_scenario(), overrides=["optimizer.lr=0.05", "optimizer.weight_decay=0.5"])
     path = run_scenario(above, tmp_path / "above", progress=False).path
     refused = verdict(above, path, "decay_below_ulp_noop", tensor="E", tokens="dead")
-    assert not refused.passed and "is not below 2^-9" in refused.message
+    assert not refused.passed and "= 0.025: not below 2^-9" in refused.message
     moved = verdict(above, path, "zero_displacement", tensor="E", tokens="dead")
     assert not moved.passed, "decay above half an ULP does shrink the dead rows"
 
@@ -231,3 +232,29 @@ def test_never_input_on_a_file_without_input_tables_names_the_missing_table(unti
     with pytest.raises(KeyError, match=r"old\.h5 has no token table tokens/first_input_step \(recorded before"):
         verdict(scenario, old, "zero_displacement", tensor="E", tokens="never_input")
     assert verdict(scenario, old, "zero_displacement", tensor="E", tokens="dead").passed
+
+
+def test_checks_that_read_live_facts_fail_on_a_file_without_them(write_scenario, tmp_path):
+    """tied_identity and decay_below_ulp_noop read what the run recorded from its live objects
+    (embeddings_shared, optimizer_groups, the lr dataset), never the scenario: a file without those
+    records fails, naming the attribute."""
+    decay = ["optimizer.lr=3e-4", "optimizer.weight_decay=0.1"]
+    tied, untied = (load_scenario(write_scenario(tied=t, name=f"tied{t}"), overrides=decay) for t in (True, False))
+    tied_path = run_scenario(tied, tmp_path / "tied", progress=False).path
+    untied_path = run_scenario(untied, tmp_path / "untied", progress=False).path
+    assert verdict(tied, tied_path, "tied_identity").passed
+    assert verdict(untied, untied_path, "decay_below_ulp_noop", tensor="E", tokens="dead").passed
+    for path in (tied_path, untied_path):
+        with h5py.File(path, "r+") as f:
+            del f.attrs["embeddings_shared"], f.attrs["optimizer_groups"]
+    result = verdict(tied, tied_path, "tied_identity")
+    assert not result.passed and "attribute embeddings_shared" in result.message
+    result = verdict(untied, untied_path, "decay_below_ulp_noop", tensor="E", tokens="dead")
+    assert not result.passed and "attribute optimizer_groups" in result.message
+
+
+def test_token_set_checks_refuse_an_empty_set(untied_run):
+    scenario, path = untied_run
+    for check in ("zero_gradient", "zero_displacement", "nonzero_displacement"):
+        result = verdict(scenario, path, check, tensor="grad_E" if check == "zero_gradient" else "E", tokens=[])
+        assert not result.passed and "is empty" in result.message, (check, result.message)

@@ -123,6 +123,8 @@ def nonzero_displacement(
 def zero_gradient(ctx: CheckContext, tensor: str = "grad_E", tokens: TokenSet = "dead") -> Verdict:
     """Recorded gradient rows of `tokens` are exactly zero in every frame."""
     ids = token_ids(ctx.traj, tokens)
+    if ids.size == 0:
+        return Verdict(False, f"the token set {tokens!r} is empty: nothing to check")
     bad_tokens: set[int] = set()
     bad_steps: list[int] = []
     steps = ctx.traj.steps
@@ -143,8 +145,16 @@ def zero_gradient(ctx: CheckContext, tensor: str = "grad_E", tokens: TokenSet = 
 
 @check("tied_identity")
 def tied_identity(ctx: CheckContext) -> Verdict:
-    """E and W are one tensor: stored once (hard link) and so equal at every frame."""
+    """The run's model had E and W as one parameter (attribute embeddings_shared, recorded from the
+    live model), and the file stores them once (hard link), so equal at every frame."""
     traj = ctx.traj
+    shared = traj.meta.get("embeddings_shared")
+    if shared is None:
+        return Verdict(False, "the file does not record whether the run's E and W were one parameter (attribute "
+                              "embeddings_shared, recorded since 2026-12-03): run the scenario again")
+    if shared is not True:
+        return Verdict(False, f"expected a tied model; the run's E and W were separate parameters (attribute "
+                              f"embeddings_shared = {shared})")
     if "E" not in traj or "W" not in traj:
         return Verdict(False, "expected both E and W in the file (record E or W in a tied run)")
     if traj.dataset("E").id == traj.dataset("W").id:
@@ -197,6 +207,9 @@ def deterministic(ctx: CheckContext, steps: int = 2) -> Verdict:
     n = min(steps, ctx.scenario.train.steps)
     with Trajectory(ctx.rerun(n)) as again:
         frames, names = len(again), again.names
+        if names != ctx.traj.names:
+            return Verdict(False, f"expected a second run to record the same datasets; it recorded {names}, this run "
+                                  f"{ctx.traj.names}")
         for name in names:
             a, b = ctx.traj[name][:frames], again[name][:frames]
             same = torch.equal(a.view(torch.int16), b.view(torch.int16)) if isinstance(a, torch.Tensor) else (
@@ -212,16 +225,29 @@ BF16_HALF_ULP_OF_ONE = 2.0**-9
 
 @check("decay_below_ulp_noop")
 def decay_below_ulp_noop(ctx: CheckContext, tensor: str = "E", tokens: TokenSet = "dead") -> Verdict:
-    """With lr * wd below 2^-9, bf16 AdamW decay rounds away: zero-gradient rows never move."""
-    o = ctx.scenario.optimizer
-    product = o.lr * o.weight_decay
-    if o.weight_decay <= 0:
-        return Verdict(False, f"weight_decay is {o.weight_decay}: no decay to round away (set optimizer.weight_decay)")
+    """With lr * wd below 2^-9 at every step, bf16 AdamW decay rounds away: zero-gradient rows never
+    move. lr is the recorded `lr` dataset (read back from the optimizer), weight decay the one of the
+    optimizer's param group that held `tensor`'s parameter (attribute optimizer_groups)."""
+    groups = ctx.traj.meta.get("optimizer_groups")
+    if not groups:
+        return Verdict(False, "the file does not record the optimizer's param groups (attribute optimizer_groups, "
+                              "recorded since 2026-12-03): run the scenario again")
+    param = "transformer.wte.weight" if tensor.endswith("E") else "lm_head.weight"
+    held = [g for g in groups if param in g["params"]]
+    if len(held) != 1:
+        return Verdict(False, f"{param} is in {len(held)} of the recorded optimizer groups, not one")
+    wd, lrs = float(held[0]["weight_decay"]), ctx.traj["lr"][1:]
+    if wd <= 0:
+        return Verdict(False, f"the optimizer's weight decay for {param} was {wd} (attribute optimizer_groups): "
+                              f"no decay to round away")
+    if lrs.size == 0 or not np.isfinite(lrs).all():
+        return Verdict(False, f"the recorded lr holds {lrs.size} steps, not all finite: {lrs[:5].tolist()}")
+    product = float(lrs.max()) * wd
+    read = f"largest recorded lr {lrs.max():.3g} * weight decay {wd:.3g} of {param}'s group = {product:.3g}"
     if product >= BF16_HALF_ULP_OF_ONE:
-        return Verdict(False, f"lr * weight_decay = {product:.3g} is not below 2^-9 = {BF16_HALF_ULP_OF_ONE:.3g}")
+        return Verdict(False, f"{read}: not below 2^-9 = {BF16_HALF_ULP_OF_ONE:.3g}")
     verdict = zero_displacement(ctx, tensor=tensor, tokens=tokens)
-    prefix = f"lr * wd = {product:.3g} < 2^-9: "
-    return Verdict(verdict.passed, prefix + verdict.message, verdict.worst)
+    return Verdict(verdict.passed, f"{read} < 2^-9: {verdict.message}", verdict.worst)
 
 
 @check("displacement_exceeds")
