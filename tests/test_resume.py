@@ -20,6 +20,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -430,3 +431,50 @@ def test_clearing_flags_refuses_a_file_that_is_not_hdf5(tmp_path):
     with pytest.raises(ValueError, match=f"{path} is not an HDF5 file"):
         clear_status_flags(path)
     assert path.read_bytes() == b"plain text, not a superblock"
+
+
+def test_a_run_that_cannot_fit_is_refused_up_front_with_exit_code_1(scenario, tmp_path, capsys):
+    """On a 3 MiB filesystem: the frames, the reserve and the checkpoint cannot fit. Refused in
+    seconds, before anything is written, naming the file and 'disk full'; no traceback."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        assert main(["run", str(scenario), "--out", str(mount), "--no-check", "-q"]) == 1
+        err = capsys.readouterr().err
+        assert "disk full:" in err and str(mount / "resumable.h5") in err and "needs about" in err
+        assert "Traceback" not in err and "resume with" not in err
+        assert sorted(p.name for p in mount.iterdir()) == []  # nothing half-made: no .h5, .ckpt, lock or reserve
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_second_writer_on_a_live_runs_file_is_refused(scenario, tmp_path):
+    """While a run writes (held at a step by the fault hook's SIGSTOP), `--force` and `--resume`
+    on its file are refused at once naming the holder; the first run then finishes its file."""
+    out = tmp_path / "runs"
+    first = subprocess.Popen([sys.executable, "-m", "harness", "run", str(scenario), "--out", str(out), "--no-check",
+                              "-q"], cwd=REPO, env={**os.environ, FAULT_ENV: "3:SIGSTOP"}, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while Path(f"/proc/{first.pid}/stat").read_text().split(")")[-1].split()[0] != "T":  # stopped after step 3
+            assert time.monotonic() < deadline and first.poll() is None, first.stderr.read()[-2000:]
+            time.sleep(0.05)
+        assert (out / "resumable.h5.lock").exists()
+        for extra in ("--force", "--resume"):
+            start = time.monotonic()
+            second = cli(scenario, out, extra)
+            assert second.returncode == 2 and time.monotonic() - start < 30, second.stderr[-2000:]
+            assert f"is being written by another run (pid {first.pid}" in second.stderr
+            assert "Traceback" not in second.stderr
+        first.send_signal(signal.SIGCONT)
+        assert first.wait(timeout=300) == 0, first.stderr.read()[-2000:]
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    with Trajectory(out / "resumable.h5") as traj:
+        assert len(traj) == STEPS // EVERY + 1 and not traj.swmr

@@ -39,6 +39,7 @@ def verdict_word(passed: bool, xfail: str, exploratory: str = "") -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from core.disk import DiskFullError  # heavy (h5py): only this command needs it
     from harness.resume import Interrupted  # heavy: only this command needs it
     from harness.runner import evaluate, run_scenario  # heavy: only this command needs it
 
@@ -52,6 +53,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"interrupted: {stop}.", file=sys.stderr)
         print(f"resume with: {resume_command(args)}", file=sys.stderr)
         return stop.exit_code
+    except DiskFullError as full:  # the frames on disk are safe: say so, and how to go on
+        print(f"disk full: {full}", file=sys.stderr)
+        if (Path(args.out) / f"{scenario.name}.h5").exists():
+            print(f"free some space, then resume with: {resume_command(args)}", file=sys.stderr)
+        return 1
     if result.resumed_at is None:
         print(f"trajectory: {result.path}  ({result.steps} steps in {result.seconds:.1f} s)")
     else:
