@@ -116,3 +116,26 @@ def test_compress_rewrites_a_run_bit_for_bit_and_back(write_scenario, tmp_path, 
             assert same(x, y) and same(x, z), name
     assert main(["compress", str(run), "--out", str(run)]) == 2
     assert "is the source file" in capsys.readouterr().err
+
+
+def test_validate_checks_the_data_files_without_training(write_scenario, tiny_data, tmp_path, capsys):
+    """Three errors validate finds in the data, each naming the scenario file, the key and the data file;
+    `run` refuses the same scenario before it trains."""
+    tokenizer, corpus = (str(p) for p in tiny_data)
+    missing = write_scenario(name="missing")
+    missing.write_text(missing.read_text().replace(corpus, str(tmp_path / "gone.txt")))
+    vocab = write_scenario(name="vocab")
+    vocab.write_text(vocab.read_text().replace("vocab_size = 800", "vocab_size = 1000"))
+    jsonl = tmp_path / "corpus.jsonl"
+    jsonl.write_text('{"body": "some text"}\n{"body": "more"}\n', encoding="utf-8")
+    field = write_scenario(name="field")
+    field.write_text(field.read_text().replace(corpus, str(jsonl)))
+    assert main(["validate", str(missing.parent)]) == 1
+    out = capsys.readouterr().out
+    assert f"error {missing}: data.corpus = '{tmp_path / 'gone.txt'}': cannot be read (No such file or directory)" in out
+    assert f"error {vocab}: data.tokenizer = '{tokenizer}' has a vocab of 800 tokens, but model.vocab_size = 1,000" \
+        in out
+    assert f"error {field}: data.text_field = 'text' is not in line 1 of {jsonl} (it has: body)" in out
+    assert main(["run", str(vocab), "--out", str(tmp_path / "runs"), "-q"]) == 2
+    assert "model.vocab_size = 1,000" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

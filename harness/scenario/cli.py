@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from harness.scenario.load import find_scenarios, load_scenario
+from harness.scenario.preflight import data_problems
 from harness.scenario.schema import FULL_SCALE, ScenarioError
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume and args.force:
         raise ValueError("--resume continues the existing trajectory and --force starts it over: pass one of them.")
     scenario = load_scenario(resolve_scenario_path(args.scenario), scale=args.scale, overrides=args.set)
+    problems = data_problems(scenario)  # the rules validate applies, before anything trains
+    if problems:
+        raise ScenarioError("; ".join(problems))
     try:
         result = run_scenario(scenario, args.out, device=args.device, overwrite=args.force, progress=not args.quiet,
                               resume=args.resume)
@@ -95,6 +99,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             scenario = load_scenario(path)
             for scale in scenario.scales[1:]:
                 load_scenario(path, scale=scale)
+            problems = data_problems(scenario)
+            if problems:
+                raise ScenarioError("\n      ".join(problems))
             print(f"ok    {path}: {scenario.name} (scales: {', '.join(scenario.scales)}; "
                   f"{len(scenario.expect)} expectations)")
         except ScenarioError as exc:
