@@ -12,7 +12,6 @@ import inspect
 import json
 import re
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -121,9 +120,7 @@ def test_manifest_records_sources_versions_checksums_and_outputs(bundle):
 @pytest.mark.slow
 def test_cached_bundle_is_reused_not_rebuilt(bundle, bundle_cache):
     before = {n: (bundle.root / n).stat().st_mtime_ns for n in (*OUTPUT_FILES, MANIFEST)}
-    start = time.perf_counter()
-    again = default_bundle(cache_dir=bundle_cache, progress=False)
-    assert time.perf_counter() - start < 10
+    again = default_bundle(cache_dir=bundle_cache, progress=False)  # its speed: benchmarks, not here
     assert again.root == bundle.root and again.manifest == bundle.manifest
     assert {n: (bundle.root / n).stat().st_mtime_ns for n in before} == before
 
@@ -287,7 +284,7 @@ def test_cli_data_info_prints_sizes_counts_split_and_top_tokens(bundle, bundle_c
 
 @pytest.mark.slow
 def test_cli_data_build_uses_the_cache(bundle, bundle_cache, capsys):
-    start = time.perf_counter()
+    before = {n: (bundle.root / n).stat().st_mtime_ns for n in (*OUTPUT_FILES, MANIFEST)}
     assert main(["data", "build", "--cache-dir", str(bundle_cache)]) == 0
-    assert time.perf_counter() - start < 15
+    assert {n: (bundle.root / n).stat().st_mtime_ns for n in before} == before  # nothing rebuilt
     assert f"Default data bundle {bundle.root}" in capsys.readouterr().out

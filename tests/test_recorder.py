@@ -262,7 +262,9 @@ def test_sigkill_mid_run_leaves_every_complete_frame_exact(tmp_path, random_ids,
     import record_child
 
     steps = 40
-    kill_after = random.Random().randint(3, 25)
+    seed = f"sigkill-{compression}"  # seeded: a failure names a kill step that reproduces
+    kill_after = random.Random(seed).randint(3, 25)
+    print(f"killing after {kill_after} complete frames (random.Random({seed!r}))")
     path = tmp_path / "killed.h5"
     proc = subprocess.Popen([sys.executable, str(CHILD), str(path), str(steps), "--compression", compression],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
