@@ -91,4 +91,4 @@ def test_describe_names_what_runs():
     described = choose_kernels(KernelConfig(matmul="fp32"), "cpu").describe()
     assert described["kernels"] == "fast" and described["gemms"] == "fp32" and described["matmul"] == "fp32"
     gemms = choose_kernels(device="cpu").describe()["gemms"]
-    assert gemms == "onednn" if onednn.bf16_gemms_on_onednn() else gemms in ("native", "row-split")
+    assert gemms == "onednn" if onednn.bf16_gemms_on_onednn() else gemms in ("native", "row-split", "torch")

@@ -32,12 +32,13 @@ class FastKernels(StepKernels):
 
     @staticmethod
     def cpu_gemm_path(matmul: str, native: bool) -> str:
-        """Which kernels run a CPU step's bf16 GEMMs: fp32 | onednn (torch's own) | native | row-split."""
+        """Which kernels run a CPU step's bf16 GEMMs (as gemm_mode picks them): fp32 | onednn (torch's own) |
+        native | row-split | torch (its fallback kernels, one thread)."""
         if matmul == "fp32":
             return "fp32"
         if onednn.bf16_gemms_on_onednn():
             return "onednn"
-        return "native" if native else "row-split"
+        return "native" if native else "row-split" if torch.get_num_threads() > 1 else "torch"
 
     def gemms(self, device: torch.device) -> contextlib.AbstractContextManager:
         return gemm_mode(self.matmul, device, self.native)
