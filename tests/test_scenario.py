@@ -163,3 +163,17 @@ def test_relative_data_paths_resolve_against_the_scenario_file(tmp_path, tiny_da
     shutil.copy(tiny_data[0], folder / "tok.json")
     (folder / "s.toml").write_text('name = "s"\n[data]\ntokenizer = "tok.json"\n')
     assert load_scenario(folder / "s.toml").data.tokenizer == str((folder / "tok.json").resolve())
+
+
+@pytest.mark.parametrize("override, says", [
+    ("optimizer.lr=nan", "optimizer.lr = nan: must be a finite number"),
+    ("optimizer.lr=inf", "optimizer.lr = inf: must be a finite number"),
+    ("optimizer.beta2=-inf", "optimizer.beta2 = -inf: must be a finite number"),
+    ("optimizer.max_grad_norm=-1.0", "optimizer.max_grad_norm = -1.0: must be >= 0"),
+    ("train.steps=0", "train.steps = 0: must be >= 1"),
+])
+def test_impossible_numbers_are_validation_errors_that_name_the_override(write_scenario, override, says):
+    path = write_scenario()
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path, overrides=[override])
+    assert str(caught.value) == f"{path}: {says} (set by --set {override})"

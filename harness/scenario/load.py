@@ -149,7 +149,14 @@ def load_scenario(path: str | Path, scale: str = FULL_SCALE, overrides: list[str
         scales=[FULL_SCALE, *scales],
         **sections,
     )
-    validate_values(where, scenario)
+    try:
+        validate_values(where, scenario)
+    except ScenarioError as exc:  # a value an override set: say so, it is not the file's
+        key = str(exc)[len(where) + 2:].split(" = ", 1)[0]
+        setting = [o for o in overrides if o.split("=", 1)[0].strip() == key]
+        if setting:
+            raise ScenarioError(f"{exc} (set by --set {setting[-1]})") from exc
+        raise
     scenario.expect = parse_expectations(where, raw.get("expect", []), scenario)
     return scenario
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -162,6 +163,11 @@ def validate_values(where: str, s: Scenario) -> None:
 
     def fail(key: str, value: Any, why: str) -> None:
         raise ScenarioError(f"{where}: {key} = {value!r}: {why}")
+
+    for section in SECTIONS:  # nan and inf pass every comparison below: refuse them first
+        for key, value in dataclasses.asdict(getattr(s, section)).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                fail(f"{section}.{key}", value, "must be a finite number")
 
     for key, value in (("model.vocab_size", m.vocab_size), ("model.n_embd", m.n_embd), ("model.n_layer", m.n_layer),
                        ("model.n_head", m.n_head), ("model.n_positions", m.n_positions), ("data.seq_len", d.seq_len),
