@@ -81,14 +81,17 @@ def new_file(path: Path, build: Callable[[h5py.File], None], ballast: Ballast) -
     OSError here (the file removed, the reserve given back), not an HDF5 library left unable
     to close the file (measured: it crashed the interpreter at exit).
     """
+    creating = path.with_name(f".{path.name}.creating")  # renamed into place whole: no reader sees half a file
     try:
         image = io.BytesIO()
         with h5py.File(image, "w", libver=LIBVER) as layout:
             build(layout)
-        path.write_bytes(image.getbuffer())
+        creating.write_bytes(image.getbuffer())
+        os.replace(creating, path)
         return h5py.File(path, "a", libver=LIBVER)
     except BaseException as exc:
         ballast.release()
+        creating.unlink(missing_ok=True)
         path.unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise RecorderError(f"Cannot create trajectory {path}: {exc}") from exc

@@ -125,10 +125,10 @@ class TrajectoryWriter:
     ):
         """`other_bytes`: what the caller writes beside the file (a checkpoint), for the up-front check."""
         self._configure(path, config, vocab_size, dim, tied, stager or HostStager())
-        reserve = int(self.config.disk_reserve_mb * 2**20)
-        check_destination(self.path, self.frame_bytes, expected_frames, overwrite, reserve + other_bytes)
+        self.check_fits(self.path, self.config, vocab_size, dim, tied, expected_frames, overwrite, other_bytes)
         self._ballast, self._created = Ballast(self.path, self.config.disk_reserve_mb), True  # created: see close
-        file = new_file(self.path, lambda f: create_layout(f, self.config, self.paths, self.vocab, self.dim, self.tied, metadata or {}, tokens), self._ballast)
+        file = new_file(self.path, lambda f: create_layout(f, self.config, self.paths, vocab_size, dim, tied,
+                                                           metadata or {}, tokens), self._ballast)
         try:
             self._start(file, frames=0)
         except BaseException:
@@ -163,6 +163,14 @@ class TrajectoryWriter:
                 file.close()
         except Exception as exc:
             log.debug("closing %s after a failed start: %s", self.path, exc)
+
+    @classmethod
+    def check_fits(cls, path: Path, config: RecordConfig, vocab_size: int, dim: int, tied: bool,
+                   expected_frames: int | None, overwrite: bool = False, other_bytes: int = 0) -> None:
+        """Refuse, before anything is written, a file that cannot be made or cannot fit (core/disk.py)."""
+        nbytes = frame_bytes(list(cls.stored_names(config, tied)), vocab_size, dim)
+        reserve = int(config.disk_reserve_mb * 2**20)
+        check_destination(Path(path), nbytes, expected_frames, overwrite, reserve + other_bytes)
 
     @staticmethod
     def stored_names(config: RecordConfig, tied: bool) -> dict[str, str]:

@@ -182,15 +182,15 @@ def _record(scenario: Scenario, training: Training, data, path: Path, ckpt: Path
     else:
         if not overwrite:
             refuse_to_overwrite(path)
+        fits = dict(vocab_size=scenario.model.vocab_size, dim=scenario.model.n_embd, tied=training.tied,
+                    expected_frames=expected_frames(steps, scenario.record.every), overwrite=overwrite,
+                    other_bytes=checkpoint_bytes(training) if scenario.record.checkpoint_every else 0)
+        TrajectoryWriter.check_fits(path, scenario.record, **fits)  # in seconds, before the token tables' pass
         # Over the planned steps (a run stopped early still names the batches its plan draws).
         usage = input_usage(training.batches, scenario.train.steps, scenario.model.vocab_size)
         tokens = TokenTables(data.dead_mask, data.counts, data.strings, *usage)
-        writer = TrajectoryWriter(
-            path, vocab_size=scenario.model.vocab_size, dim=scenario.model.n_embd, tied=training.tied,
-            config=scenario.record, metadata=metadata, tokens=tokens,
-            expected_frames=expected_frames(steps, scenario.record.every), stager=frame_stager(training.device),
-            overwrite=overwrite, other_bytes=checkpoint_bytes(training) if scenario.record.checkpoint_every else 0,
-        )
+        writer = TrajectoryWriter(path, config=scenario.record, metadata=metadata, tokens=tokens,
+                                  stager=frame_stager(training.device), **fits)
         ckpt.unlink(missing_ok=True)  # an earlier run's
     log.info("%s [%s]: %d steps on %s, recording %s every %d step(s) -> %s", scenario.name, scenario.scale, steps,
              training.device, ", ".join(scenario.record.tensors), scenario.record.every, path)

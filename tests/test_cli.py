@@ -132,7 +132,8 @@ def test_validate_checks_the_data_files_without_training(write_scenario, tiny_da
     field.write_text(field.read_text().replace(corpus, str(jsonl)))
     assert main(["validate", str(missing.parent)]) == 1
     out = capsys.readouterr().out
-    assert f"error {missing}: data.corpus = '{tmp_path / 'gone.txt'}': cannot be read (No such file or directory)" in out
+    gone = tmp_path / "gone.txt"
+    assert f"error {missing}: data.corpus = '{gone}': cannot be read (No such file or directory)" in out
     assert f"error {vocab}: data.tokenizer = '{tokenizer}' has a vocab of 800 tokens, but model.vocab_size = 1,000" \
         in out
     assert f"error {field}: data.text_field = 'text' is not in line 1 of {jsonl} (it has: body)" in out

@@ -98,8 +98,8 @@ def runs(tmp_path_factory, scenario) -> dict[str, Path]:
     """A finished run (closed cleanly), and one killed after step 5 (flags set, checkpoint at step 4)."""
     finished, killed = tmp_path_factory.mktemp("finished"), tmp_path_factory.mktemp("killed")
     assert main(["run", str(scenario), "--out", str(finished), "--no-check", "-q"]) == 0
-    done = subprocess.run([sys.executable, "-m", "harness", "run", str(scenario), "--out", str(killed), "--no-check",
-                           "-q"], capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parent.parent,
+    argv = [sys.executable, "-m", "harness", "run", str(scenario), "--out", str(killed), "--no-check", "-q"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parent.parent,
                           env={**os.environ, FAULT_ENV: "5:SIGKILL"})  # the child kills itself after step 5
     assert done.returncode == -9, done.stderr[-2000:]
     return {"finished": finished / "fragile.h5", "killed": killed / "fragile.h5"}

@@ -22,6 +22,7 @@ from core.model import ModelConfig
 from core.fast import KernelConfig, choose_kernels
 from core.fast.staging import frame_stager
 from core.format import PARAM_TENSORS
+from core.h5read import TrajectoryFileError
 from core.recorder import RecordConfig, RecorderError, TrajectoryWriter
 from core.run import frame_tensors, train_and_record
 from core.token_tables import TokenTables
@@ -249,7 +250,7 @@ def poll_frames(path: Path, at_least: int, proc: subprocess.Popen, timeout: floa
             with Trajectory(path) as traj:
                 if len(traj) >= at_least:
                     return len(traj)
-        except (OSError, KeyError, FileNotFoundError):
+        except (OSError, KeyError, TrajectoryFileError):
             pass  # not created yet
         time.sleep(0.05)
     raise AssertionError("timed out waiting for frames")

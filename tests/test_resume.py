@@ -478,3 +478,16 @@ def test_a_second_writer_on_a_live_runs_file_is_refused(scenario, tmp_path):
             first.wait()
     with Trajectory(out / "resumable.h5") as traj:
         assert len(traj) == STEPS // EVERY + 1 and not traj.swmr
+
+
+@pytest.mark.parametrize("steps", ["1000000000000", "100000000000000000000000"])
+def test_a_run_of_impossible_length_is_refused_in_seconds(scenario, tmp_path, capsys, steps):
+    """Before: 10**12 steps hung before the disk check (the token tables' pass over every planned
+    batch), 10**23 ended in an OverflowError traceback."""
+    start = time.monotonic()
+    code = main(["run", str(scenario), "--out", str(tmp_path / "runs"), "--no-check", "-q", "--set",
+                 f"train.steps={steps}"])
+    assert code == 1 and time.monotonic() - start < 30
+    err = capsys.readouterr().err
+    assert "disk full:" in err and "needs about" in err and "Traceback" not in err
+    assert not list((tmp_path / "runs").iterdir())
