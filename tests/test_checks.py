@@ -255,6 +255,6 @@ def test_checks_that_read_live_facts_fail_on_a_file_without_them(write_scenario,
 
 def test_token_set_checks_refuse_an_empty_set(untied_run):
     scenario, path = untied_run
-    for check in ("zero_gradient", "zero_displacement", "nonzero_displacement"):
-        result = verdict(scenario, path, check, tensor="grad_E" if check == "zero_gradient" else "E", tokens=[])
-        assert not result.passed and "is empty" in result.message, (check, result.message)
+    for name in ("zero_gradient", "zero_displacement", "nonzero_displacement"):
+        result = verdict(scenario, path, name, tensor="grad_E" if name == "zero_gradient" else "E", tokens=[])
+        assert not result.passed and "is empty" in result.message, (name, result.message)
