@@ -21,6 +21,7 @@ import pytest
 from conftest import TINY_SCENARIO
 from h5util import differing_attributes
 from harness.cli import main
+from harness.resume import FAULT_ENV
 from harness.sweep.run import PAUSE_ENV, load_sweep, run_sweep
 from harness.sweep.spec import SweepError
 from harness.sweep.index import read_index
@@ -306,3 +307,42 @@ def test_bad_sweep_file_is_exit_code_2_and_nothing_runs(tmp_path, tiny_data, cap
     assert not (tmp_path / "out").exists()
     assert main(["sweep", str(tmp_path / "missing.toml")]) == 2
     assert f"Sweep file not found: {tmp_path / 'missing.toml'}" in capsys.readouterr().err
+
+
+def test_pool_workers_die_with_a_killed_sweep(sweep_file, tmp_path):
+    """SIGKILL of the sweep process alone (not its group) while its worker is mid-run (held stopped
+    after step 2 by the fault hook, so it cannot notice on its own): the worker, and every other
+    process of the sweep's session, is gone within seconds (before: still training 20 s later)."""
+    psutil = pytest.importorskip("psutil")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "sweep", str(sweep_file), "--out", str(out),
+                             "--workers", "1", "-q"], cwd=ROOT, env={**os.environ, FAULT_ENV: "2:SIGSTOP"},
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    session = proc.pid
+    try:
+        deadline = time.monotonic() + 120
+        while not [p for p in psutil.process_iter(["status"]) if p.pid != session and _in_session(p, session)
+                   and p.info["status"] == psutil.STATUS_STOPPED]:
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read().decode()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            left = [p.pid for p in psutil.process_iter() if _in_session(p, session)]
+            if not left:
+                break
+            time.sleep(0.2)
+        assert not left, f"processes of the killed sweep still alive: {left}"
+    finally:
+        try:
+            os.killpg(session, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _in_session(process, session: int) -> bool:
+    try:
+        return os.getsid(process.pid) == session
+    except OSError:  # gone meanwhile
+        return False

@@ -11,9 +11,12 @@ Backends keep at most `workers` runs in flight, so an index entry marked "runnin
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
 import logging
 import multiprocessing
 import os
+import signal
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -71,14 +74,28 @@ def execute_run(task: RunTask) -> RunOutcome:
 
 
 # ------------------------------------------------------------------ backends
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with(parent: int) -> None:
+    """A pool worker's initializer: the kernel kills the worker when the sweep that started it dies,
+    even by SIGKILL (Linux PR_SET_PDEATHSIG; before, workers went on training for minutes and a
+    rerun put a second writer on their files). Elsewhere the worker outlives a killed sweep."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the sweep died before the line above took effect
+        os._exit(1)
+
+
 class LocalPool:
-    """A ProcessPoolExecutor with the 'spawn' context (no forked torch state)."""
+    """A ProcessPoolExecutor with the 'spawn' context (no forked torch state); its workers die with the sweep."""
 
     name = "local pool"
 
     def __init__(self, workers: int):
         self.workers = workers
-        self.pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        self.pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                           initializer=die_with, initargs=(os.getpid(),))
 
     def submit(self, task: RunTask) -> cf.Future:
         return self.pool.submit(execute_run, task)
