@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import h5py
 
@@ -14,16 +14,12 @@ from core.format import FORMAT_VERSION, PARAM_TENSORS, SCALARS, tied_name
 from core.netcdf import label_axes
 from core.token_tables import TokenTables, write_token_tables
 
-if TYPE_CHECKING:  # for the annotation only: the recorder imports this module
-    from core.recorder import RecordConfig
-
-
-def create_layout(f: h5py.File, config: RecordConfig, paths: dict[str, str], vocab: int, dim: int, tied: bool,
-                  metadata: dict[str, Any], tokens: TokenTables | None) -> None:
+def create_layout(f: h5py.File, paths: dict[str, str], vocab: int, dim: int, tied: bool, compression: str,
+                  keyframe_every: int, attrs: dict[str, Any], tokens: TokenTables | None) -> None:
     """Every dataset and attribute of a new trajectory file (core/format.py), no frame yet.
 
-    `paths`: each stored frame tensor's dataset path (TrajectoryWriter.stored_names)."""
-    compression = config.compression
+    `paths`: each stored frame tensor's dataset path (TrajectoryWriter.stored_names); `attrs`: the
+    writer's (record_every, tensors) and the caller's metadata, dicts and lists stored as JSON."""
     for name, where in paths.items():
         shape = (vocab,) if name == "logits" else (vocab, dim)
         space = h5py.h5s.create_simple((0,) + shape, (h5py.h5s.UNLIMITED,) + shape)
@@ -37,7 +33,7 @@ def create_layout(f: h5py.File, config: RecordConfig, paths: dict[str, str], voc
                         lcpl=lcpl)
         if delta:
             f[where].attrs.update(encoding="bfloat16 bits, XOR the previous frame's bits except at keyframes",
-                                  keyframe_every=config.keyframe_every)
+                                  keyframe_every=keyframe_every)
     if tied:
         for name, where in paths.items():
             for alias in {n for n in PARAM_TENSORS if tied_name(n) == name} - {name}:
@@ -47,19 +43,17 @@ def create_layout(f: h5py.File, config: RecordConfig, paths: dict[str, str], voc
     if tokens is not None:
         write_token_tables(f, tokens, vocab)
     label_axes(f, vocab, dim)
-    attrs = {
+    written = {
         "format_version": FORMAT_VERSION,
-        "record_every": config.every,
         "tied": tied,
         "vocab_size": vocab,
         "dim": dim,
-        "tensors": json.dumps(list(config.tensors)),
         "compression": compression,
-        "keyframe_every": config.keyframe_every,
+        "keyframe_every": keyframe_every,
         "environment": json.dumps(environment()),
-        **{k: json.dumps(v) if isinstance(v, (dict, list, tuple)) else v for k, v in metadata.items()},
+        **{k: json.dumps(v) if isinstance(v, (dict, list, tuple)) else v for k, v in attrs.items()},
         "frames_complete": 0,
         "closed_cleanly": False,
     }
-    for key, value in attrs.items():
+    for key, value in written.items():
         f.attrs[key] = "null" if value is None else value

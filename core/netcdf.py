@@ -7,16 +7,15 @@ netCDF-4 convention that h5netcdf, xarray and netCDF tools read. `to_xarray` ope
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import h5py
 import numpy as np
 
 from core.format import PARAM_TENSORS
 from core.h5read import TrajectoryFileError
+from core.token_tables import TokenTables
 
-if TYPE_CHECKING:  # for the annotation only
-    from core.trajectory import Trajectory
 
 _MOMENT = "Adam {} moment of {} (bf16 optimizer state; zero in frame 0)"
 DESCRIPTIONS = {  # dataset: (long_name, units or "", description)
@@ -67,23 +66,20 @@ def label_axes(f: h5py.File, vocab: int, dim: int) -> None:
     f.visititems(label)  # each dataset once: a tied run's E and W are one
 
 
-def to_xarray(traj: Trajectory):
-    """The file as a lazy xarray.Dataset: W(step, token, dim) and the rest, the complete frames,
-    bf16 values as float32 (exact), coordinates token_string and dead where the file has them.
+def to_xarray(path: Path, frames: int, tokens: TokenTables | None):
+    """The file at `path` as a lazy xarray.Dataset: W(step, token, dim) and the rest, its first `frames`
+    frames, bf16 values as float32 (exact), coordinates token_string and dead from `tokens` if given.
     Needs the optional extra `xarray` (xarray, h5netcdf). Delta-coded tensors stay out (their
     /delta/ bits decode only through this reader)."""
     try:
         import xarray  # optional extra: only this function needs it
     except ImportError as exc:
         raise ImportError("Trajectory.to_xarray needs xarray and h5netcdf: pip install -e '.[xarray]'") from exc
-    if traj.swmr:
-        raise TrajectoryFileError(f"{traj.path} is being written, or its writer was killed, or it is cut short: "
-                                  f"xarray cannot open it; read it with Trajectory(path)[name].")
-    ds = xarray.open_dataset(traj.path, engine="h5netcdf")
+    ds = xarray.open_dataset(path, engine="h5netcdf")
     if "step" not in ds.dims:
-        raise TrajectoryFileError(f"{traj.path} was written before trajectories carried axis names; "
+        raise TrajectoryFileError(f"{path} was written before trajectories carried axis names; "
                                   f"`python -m harness compress` rewrites it with them.")
-    ds = ds.isel(step=slice(0, len(traj)))
-    if "tokens/strings" in traj.file:
-        ds = ds.assign_coords(token_string=("token", traj.strings), dead=("token", traj.dead_mask))
+    ds = ds.isel(step=slice(0, frames))
+    if tokens is not None:
+        ds = ds.assign_coords(token_string=("token", tokens.strings), dead=("token", tokens.dead_mask))
     return ds

@@ -127,8 +127,10 @@ class TrajectoryWriter:
         self._configure(path, config, vocab_size, dim, tied, stager or HostStager())
         self.check_fits(self.path, self.config, vocab_size, dim, tied, expected_frames, overwrite, other_bytes)
         self._ballast, self._created = Ballast(self.path, self.config.disk_reserve_mb), True  # created: see close
-        file = new_file(self.path, lambda f: create_layout(f, self.config, self.paths, vocab_size, dim, tied,
-                                                           metadata or {}, tokens), self._ballast)
+        cfg = self.config
+        attrs = {"record_every": cfg.every, "tensors": list(cfg.tensors), **(metadata or {})}
+        file = new_file(self.path, lambda f: create_layout(f, self.paths, vocab_size, dim, tied, cfg.compression,
+                                                           cfg.keyframe_every, attrs, tokens), self._ballast)
         try:
             self._start(file, frames=0)
         except BaseException:

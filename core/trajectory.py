@@ -208,7 +208,10 @@ class Trajectory(TokenTableViews):
 
     def to_xarray(self):
         """The file as a lazy xarray.Dataset with named axes (core/netcdf.py; the optional extra `xarray`)."""
-        return to_xarray(self)
+        if self.swmr:
+            raise TrajectoryFileError(f"{self.path} is being written, or its writer was killed, or it is cut short: "
+                                      f"xarray cannot open it; read it with Trajectory(path)[name].")
+        return to_xarray(self.path, len(self), self.token_tables())
 
     def close(self) -> None:
         self.file.close()

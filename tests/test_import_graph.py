@@ -2,8 +2,7 @@
 the layers import only downwards: core never imports harness; in core, only core.fast
 imports core.fast; harness.checks never imports the report layer, harness.report.
 
-Every import counts, at any depth (one inside a function can hide a cycle, not break it),
-but for those under `if TYPE_CHECKING:`, which never run (annotations only).
+Every import counts, at any depth (one inside a function can hide a cycle, not break it).
 Importing a.b.c first runs the packages a and a.b, so it depends on their __init__ files too,
 except the packages the importer itself is in (Python has them already). Imports by name at
 run time (harness.cli's command modules) are not seen.
@@ -22,25 +21,11 @@ def within(module: str, package: str) -> bool:
     return module == package or module.startswith(package + ".")
 
 
-def runtime_nodes(tree: ast.AST):
-    """Every node, but those under `if TYPE_CHECKING:` (or `typing.TYPE_CHECKING`)."""
-    todo = [tree]
-    while todo:
-        node = todo.pop()
-        yield node
-        for child in ast.iter_child_nodes(node):
-            test = child.test if isinstance(child, ast.If) else None
-            if test is not None and ast.unparse(test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
-                todo.extend(child.orelse)
-                continue
-            todo.append(child)
-
-
 def imported_modules(name: str, source: str, modules: set[str]) -> set[str]:
     """The modules of `modules` that module `name` imports, given its source."""
     package = name if any(m.startswith(name + ".") for m in modules) else name.rpartition(".")[0]
     named: set[str] = set()  # the modules named by import statements
-    for node in runtime_nodes(ast.parse(source)):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             named.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -172,9 +157,3 @@ def test_the_checks_importing_the_report_layer_is_reported():
                       harness__report="", harness__report__analysis="")
     assert broken(graph) == ["harness.checks.library imports harness.report",
                              "harness.checks.library imports harness.report.analysis"]
-
-
-def test_imports_for_annotations_only_are_not_edges():
-    source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from p.b import B\nelse:\n    import p.c\n"
-    graph = synthetic(p="", p__a=source, p__b="import p.a", p__c="")
-    assert graph["p.a"] == {"p.c"} and find_cycles(graph) == []
