@@ -168,52 +168,44 @@ def run_scenario(
     ckpt = checkpoint_path(path)
     context = run_context(scenario.resolved(), data.corpus_fingerprint, data.tokenizer_fingerprint,
                           training.device.type)
-    lock = WriterLock(path).acquire()  # before anything touches the file or its checkpoint
-    try:
-        return _record(scenario, training, data, path, ckpt, context, metadata, steps, overwrite, progress, resume)
-    finally:
-        lock.release()
+    with WriterLock(path):  # before anything touches the file or its checkpoint
+        if resume:
+            writer = resume_writer(path, training, context, scenario.record)
+        else:
+            if not overwrite:
+                refuse_to_overwrite(path)
+            fits = dict(vocab_size=scenario.model.vocab_size, dim=scenario.model.n_embd, tied=training.tied,
+                        expected_frames=expected_frames(steps, scenario.record.every), overwrite=overwrite,
+                        other_bytes=checkpoint_bytes(training) if scenario.record.checkpoint_every else 0)
+            TrajectoryWriter.check_fits(path, scenario.record, **fits)  # in seconds, before the token tables' pass
+            # Over the planned steps (a run stopped early still names the batches its plan draws).
+            usage = input_usage(training.batches, scenario.train.steps, scenario.model.vocab_size)
+            tokens = TokenTables(data.dead_mask, data.counts, data.strings, *usage)
+            writer = TrajectoryWriter(path, config=scenario.record, metadata=metadata, tokens=tokens,
+                                      stager=frame_stager(training.device), **fits)
+            ckpt.unlink(missing_ok=True)  # an earlier run's
+        log.info("%s [%s]: %d steps on %s, recording %s every %d step(s) -> %s", scenario.name, scenario.scale, steps,
+                 training.device, ", ".join(scenario.record.tensors), scenario.record.every, path)
+        step_log = StepLog(scenario, writer, steps, progress, done=training.steps_done)
+        checkpointer = Checkpointer(ckpt, training, writer, context, scenario.record, total=steps)
+        hooks = [hook for hook in (step_log, fault_hook(), checkpointer) if hook is not None]
 
+        def on_step(result: StepResult) -> None:
+            for hook in hooks:
+                hook(result)
 
-def _record(scenario: Scenario, training: Training, data, path: Path, ckpt: Path, context: dict, metadata: dict,
-            steps: int, overwrite: bool, progress: bool, resume: bool) -> RunResult:
-    if resume:
-        writer = resume_writer(path, training, context, scenario.record)
-    else:
-        if not overwrite:
-            refuse_to_overwrite(path)
-        fits = dict(vocab_size=scenario.model.vocab_size, dim=scenario.model.n_embd, tied=training.tied,
-                    expected_frames=expected_frames(steps, scenario.record.every), overwrite=overwrite,
-                    other_bytes=checkpoint_bytes(training) if scenario.record.checkpoint_every else 0)
-        TrajectoryWriter.check_fits(path, scenario.record, **fits)  # in seconds, before the token tables' pass
-        # Over the planned steps (a run stopped early still names the batches its plan draws).
-        usage = input_usage(training.batches, scenario.train.steps, scenario.model.vocab_size)
-        tokens = TokenTables(data.dead_mask, data.counts, data.strings, *usage)
-        writer = TrajectoryWriter(path, config=scenario.record, metadata=metadata, tokens=tokens,
-                                  stager=frame_stager(training.device), **fits)
-        ckpt.unlink(missing_ok=True)  # an earlier run's
-    log.info("%s [%s]: %d steps on %s, recording %s every %d step(s) -> %s", scenario.name, scenario.scale, steps,
-             training.device, ", ".join(scenario.record.tensors), scenario.record.every, path)
-    step_log = StepLog(scenario, writer, steps, progress, done=training.steps_done)
-    checkpointer = Checkpointer(ckpt, training, writer, context, scenario.record, total=steps)
-    hooks = [hook for hook in (step_log, fault_hook(), checkpointer) if hook is not None]
-
-    def on_step(result: StepResult) -> None:
-        for hook in hooks:
-            hook(result)
-
-    start, steps_before = time.perf_counter(), training.steps_done
-    try:
-        with logging_redirect_tqdm(), StopSignals() as stop:
-            checkpointer.stop = stop
-            if not resume and scenario.record.checkpoint_every:
-                checkpointer.save()  # step 0: a run killed before its first periodic checkpoint resumes too
-            train_and_record(training, writer, on_step=on_step, until=steps)
-    finally:
-        step_log.close()
-        writer.close()
-    ckpt.unlink(missing_ok=True)  # complete: nothing left to resume
-    return RunResult(scenario, path, time.perf_counter() - start, steps, steps_before if resume else None)
+        start, steps_before = time.perf_counter(), training.steps_done
+        try:
+            with logging_redirect_tqdm(), StopSignals() as stop:
+                checkpointer.stop = stop
+                if not resume and scenario.record.checkpoint_every:
+                    checkpointer.save()  # step 0: a run killed before its first periodic checkpoint resumes too
+                train_and_record(training, writer, on_step=on_step, until=steps)
+        finally:
+            step_log.close()
+            writer.close()
+        ckpt.unlink(missing_ok=True)  # complete: nothing left to resume
+        return RunResult(scenario, path, time.perf_counter() - start, steps, steps_before if resume else None)
 
 
 def evaluate(scenario: Scenario, path: Path, device: str | None = None) -> list[tuple[Expectation, Verdict]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -85,6 +87,44 @@ tensors = {tensors}
 [scale.smoke]
 train.steps = {smoke_steps}
 """
+
+
+RESUMABLE_SCENARIO = """\
+name = "{name}"
+summary = "A tiny untied run that records every kind of frame dataset, for the resume and fault tests."
+
+[model]
+vocab_size = 800
+n_positions = 32
+tied = false
+
+[data]
+tokenizer = "{tokenizer}"
+corpus = "{corpus}"
+seq_len = 32
+batch_size = 4
+
+[train]
+steps = {steps}
+device = "cpu"
+
+[record]
+every = {every}
+tensors = {tensors}
+flush_every_frames = 1
+checkpoint_every = {ckpt_every}
+"""
+EVERY_KIND = '["E", "W", "grad_W", "exp_avg_W", "exp_avg_sq_E", "logits", "loss", "lr", "grad_norm"]'
+
+
+def write_resumable_scenario(folder: Path, tokenizer: Path, corpus: Path, *, steps: int, every: int, ckpt_every: int,
+                             name: str = "resumable", tensors: str = EVERY_KIND) -> Path:
+    """A tiny run that flushes every frame and checkpoints every `ckpt_every` steps: `folder/<name>.toml`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.toml"
+    path.write_text(RESUMABLE_SCENARIO.format(name=name, tokenizer=tokenizer, corpus=corpus, steps=steps, every=every,
+                                              ckpt_every=ckpt_every, tensors=tensors), encoding="utf-8")
+    return path
 
 
 @pytest.fixture()

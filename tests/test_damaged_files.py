@@ -26,28 +26,10 @@ from core.checkpoint import checkpoint_path
 from core.h5read import TrajectoryFileError
 from core.trajectory import Trajectory
 from harness.cli import main
+from conftest import write_resumable_scenario
 from h5util import differing_attributes
 from harness.resume import FAULT_ENV
 
-SCENARIO = """\
-name = "fragile"
-[model]
-vocab_size = 800
-n_positions = 32
-tied = false
-[data]
-tokenizer = "{tokenizer}"
-corpus = "{corpus}"
-seq_len = 32
-batch_size = 4
-[train]
-steps = 8
-device = "cpu"
-[record]
-tensors = ["E", "W", "grad_W", "loss"]
-flush_every_frames = 1
-checkpoint_every = 2
-"""
 SECONDS = 10
 
 
@@ -88,9 +70,8 @@ DAMAGES["foreign-hdf5"] = foreign
 
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory, tiny_data) -> Path:
-    path = tmp_path_factory.mktemp("fragile") / "fragile.toml"
-    path.write_text(SCENARIO.format(tokenizer=tiny_data[0], corpus=tiny_data[1]), encoding="utf-8")
-    return path
+    return write_resumable_scenario(tmp_path_factory.mktemp("fragile"), *tiny_data, name="fragile", steps=8, every=1,
+                                    ckpt_every=2, tensors='["E", "W", "grad_W", "loss"]')
 
 
 @pytest.fixture(scope="module")

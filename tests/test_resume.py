@@ -37,6 +37,7 @@ from core.run import train_and_record
 from core.train import TrainConfig, Training
 from core.trajectory import Trajectory
 from harness.cli import main
+from conftest import write_resumable_scenario
 from h5util import differing_attributes
 from harness.resume import FAULT_ENV
 
@@ -44,40 +45,9 @@ REPO = Path(__file__).resolve().parent.parent
 STEPS, EVERY, CKPT_EVERY = 10, 2, 3  # a step takes ~0.1 s on a busy 2-core machine
 RESUME_ONLY_ATTRS = {"resumed_at_steps"}
 
-SCENARIO = """\
-name = "resumable"
-summary = "A tiny untied run that records every kind of frame dataset, for the resume tests."
-
-[model]
-vocab_size = 800
-n_positions = 32
-tied = false
-
-[data]
-tokenizer = "{tokenizer}"
-corpus = "{corpus}"
-seq_len = 32
-batch_size = 4
-
-[train]
-steps = {steps}
-device = "cpu"
-
-[record]
-every = {every}
-tensors = ["E", "W", "grad_W", "exp_avg_W", "exp_avg_sq_E", "logits", "loss", "lr", "grad_norm"]
-flush_every_frames = 1
-checkpoint_every = {ckpt_every}
-"""
-
-
 # ------------------------------------------------------------------ helpers
 def write_scenario(folder: Path, tokenizer: Path, corpus: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "resumable.toml"
-    path.write_text(SCENARIO.format(tokenizer=tokenizer, corpus=corpus, steps=STEPS, every=EVERY,
-                                    ckpt_every=CKPT_EVERY), encoding="utf-8")
-    return path
+    return write_resumable_scenario(folder, tokenizer, corpus, steps=STEPS, every=EVERY, ckpt_every=CKPT_EVERY)
 
 
 def cli(scenario: Path, out: Path, *extra: str, fault: str | None = None) -> subprocess.CompletedProcess:
