@@ -1,5 +1,7 @@
-"""The layout README promises: a reading path of at most 10 files and ~1,300 lines, listed with
-counts that match the files, and no module in core/ or harness/ over ~400 lines."""
+"""The layout docs/layout.md promises: a reading path of at most 10 files and ~1,300 lines, listed
+with counts that match the files, and no module in core/ or harness/ over ~400 lines.
+
+`python tests/test_layout.py --update` rewrites the table's counts and total from the files."""
 
 from __future__ import annotations
 
@@ -7,7 +9,10 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+LAYOUT_PAGE = ROOT / "docs" / "layout.md"
 MAX_PATH_FILES, MAX_PATH_LINES, MAX_MODULE_LINES = 10, 1_400, 420
+ROW = re.compile(r"^\| `(core/[\w/]+\.py)` \| (\d+) \|", flags=re.MULTILINE)
+TOTAL = re.compile(r"^\| \*\*(\d+) files\*\* \| \*\*[\d,]+\*\* \|", flags=re.MULTILINE)
 
 
 def line_count(path: Path) -> int:
@@ -15,10 +20,8 @@ def line_count(path: Path) -> int:
 
 
 def reading_path() -> dict[str, int]:
-    """README's reading-path table: file -> the line count it states."""
-    rows = re.findall(r"^\| `(core/[\w/]+\.py)` \| (\d+) \|", (ROOT / "README.md").read_text(encoding="utf-8"),
-                      flags=re.MULTILINE)
-    return {path: int(lines) for path, lines in rows}
+    """docs/layout.md's reading-path table: file -> the line count it states."""
+    return {path: int(lines) for path, lines in ROW.findall(LAYOUT_PAGE.read_text(encoding="utf-8"))}
 
 
 def test_the_reading_path_is_short_and_its_counts_are_the_files():
@@ -27,9 +30,11 @@ def test_the_reading_path_is_short_and_its_counts_are_the_files():
     actual = {path: line_count(ROOT / path) for path in listed}
     assert sum(actual.values()) <= MAX_PATH_LINES, actual
     stale = {p: (listed[p], n) for p, n in actual.items() if abs(n - listed[p]) > max(10, listed[p] // 10)}
-    assert not stale, f"README's reading-path counts (listed, actual) are stale: {stale}"
+    assert not stale, f"docs/layout.md's reading-path counts (listed, actual) are stale: {stale}; run python tests/test_layout.py --update"
     for needed in ("core/step.py", "core/recorder.py", "core/trajectory.py"):
         assert needed in listed
+    total = TOTAL.search(LAYOUT_PAGE.read_text(encoding="utf-8"))
+    assert total and int(total.group(1)) == len(listed), "the table's total row names another number of files"
 
 
 def test_the_reading_path_never_imports_the_fast_package():
@@ -43,3 +48,20 @@ def test_no_module_is_over_about_400_lines():
     assert len(modules) > 20
     long = {str(p.relative_to(ROOT)): line_count(p) for p in modules if line_count(p) > MAX_MODULE_LINES}
     assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
+
+
+def update_counts() -> None:
+    """Rewrite the reading-path table's counts and its total row from the files."""
+    text = ROW.sub(lambda m: f"| `{m.group(1)}` | {line_count(ROOT / m.group(1))} |", LAYOUT_PAGE.read_text(encoding="utf-8"))
+    counts = [int(n) for _, n in ROW.findall(text)]
+    text = TOTAL.sub(f"| **{len(counts)} files** | **{sum(counts):,}** |", text)
+    LAYOUT_PAGE.write_text(text, encoding="utf-8")
+    print(f"{LAYOUT_PAGE.relative_to(ROOT)}: {len(counts)} files, {sum(counts):,} lines")
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--update"]:
+        sys.exit("usage: python tests/test_layout.py --update")
+    update_counts()
