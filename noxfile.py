@@ -58,7 +58,7 @@ def scenarios(session: nox.Session) -> None:
     Long: the seed scenarios are minutes on a GPU or an AVX-512 CPU, hours on a 2-core AVX2-only
     CPU. Pass pytest args after --, e.g. `nox -s scenarios -- -k flannel_7 --device cuda`; on an
     AVX2-only CPU, `-- --set train.matmul=fp32` (float32 GEMMs, opt-in, not bit-identical) is
-    ~1.5x faster (README: Devices).
+    ~1.5x faster (docs/performance.md).
     """
     install_project(session)
     session.run("python", "-m", "pytest", "scenarios", "--scale", "full", "--runs-dir", "runs", "--report", "-p",

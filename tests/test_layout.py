@@ -30,7 +30,8 @@ def test_the_reading_path_is_short_and_its_counts_are_the_files():
     actual = {path: line_count(ROOT / path) for path in listed}
     assert sum(actual.values()) <= MAX_PATH_LINES, actual
     stale = {p: (listed[p], n) for p, n in actual.items() if abs(n - listed[p]) > max(10, listed[p] // 10)}
-    assert not stale, f"docs/layout.md's reading-path counts (listed, actual) are stale: {stale}; run python tests/test_layout.py --update"
+    assert not stale, (f"docs/layout.md's reading-path counts (listed, actual) are stale: {stale}; "
+                       "python tests/test_layout.py --update rewrites them")
     for needed in ("core/step.py", "core/recorder.py", "core/trajectory.py"):
         assert needed in listed
     total = TOTAL.search(LAYOUT_PAGE.read_text(encoding="utf-8"))
@@ -52,7 +53,8 @@ def test_no_module_is_over_about_400_lines():
 
 def update_counts() -> None:
     """Rewrite the reading-path table's counts and its total row from the files."""
-    text = ROW.sub(lambda m: f"| `{m.group(1)}` | {line_count(ROOT / m.group(1))} |", LAYOUT_PAGE.read_text(encoding="utf-8"))
+    text = LAYOUT_PAGE.read_text(encoding="utf-8")
+    text = ROW.sub(lambda m: f"| `{m.group(1)}` | {line_count(ROOT / m.group(1))} |", text)
     counts = [int(n) for _, n in ROW.findall(text)]
     text = TOTAL.sub(f"| **{len(counts)} files** | **{sum(counts):,}** |", text)
     LAYOUT_PAGE.write_text(text, encoding="utf-8")
