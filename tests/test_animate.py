@@ -3,6 +3,9 @@ Pillow (frame count, size, colours, frames that differ), its projection, and bad
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -131,3 +134,10 @@ def test_a_matrix_the_file_lacks_is_named_with_what_it_records(run, tmp_path):
     with pytest.raises(KeyError, match=f"{run} has no 'grad_W'. Recorded: .*W"):
         animate(run, tmp_path / "m.gif", MovieConfig(tensor="grad_W"))
     assert not (tmp_path / "m.gif").exists()
+
+
+def test_the_command_is_listed_and_documents_its_options():
+    proc = subprocess.run([sys.executable, "-m", "harness", "animate", "--help"], capture_output=True, text=True,
+                          check=True, timeout=120)
+    for option in ("--out", "--stride", "--tensor", "--projection", "--fps"):
+        assert option in proc.stdout
