@@ -17,7 +17,7 @@ from core.trajectory import Trajectory
 from harness.cli import main
 from harness.report.cross import JSON_NAME, cross_report, write_cross_report
 from harness.report.cross_figures import quantity_figure
-from harness.report.series import SERIES, register_series
+from harness.report.series import SERIES, _analysis, register_series
 from harness.sweep.index import read_index, write_index
 from harness.sweep.run import load_sweep, run_sweep
 
@@ -74,19 +74,23 @@ def test_each_group_line_is_the_mean_and_band_of_its_runs_values(sweep):
     folder, _ = sweep
     report = report_json(sweep)
     assert set(report["quantities"]) == QUANTITIES
+    per_run = {rid: {name: SERIES[name].fn(folder / run["file"]) for name in QUANTITIES}  # each run's own values
+               for rid, run in report["runs"].items()}
     for name, q in report["quantities"].items():
         assert q["missing"] == {}, name
         for label, g in q["groups"].items():
-            per_run = [SERIES[name].fn(folder / report["runs"][r]["file"]) for r in g["runs"]]
-            values = np.stack([v for _, v in per_run])  # (2 runs, T)
-            assert g["n_runs"] == 2 and g["steps"] == per_run[0][0].tolist()
+            steps = [per_run[r][name][0] for r in g["runs"]]
+            values = np.stack([per_run[r][name][1] for r in g["runs"]])  # (2 runs, T)
+            assert g["n_runs"] == 2 and g["steps"] == steps[0].tolist() == steps[1].tolist()
             got = {k: np.array([np.nan if v is None else v for v in g[k]]) for k in ("mean", "min", "max", "std")}
+            assert np.isnan(got["mean"]).tolist() == np.isnan(values).all(0).tolist()  # NaN only where every run is
+            have = ~np.isnan(values).all(0)
             with np.errstate(all="ignore"):
                 for k, fn in (("mean", np.nanmean), ("min", np.nanmin), ("max", np.nanmax), ("std", np.nanstd)):
-                    if np.isnan(values).all(0).any():  # a step with no moving token: NaN in every run
-                        continue
-                    np.testing.assert_allclose(got[k], fn(values, 0), rtol=1e-12, err_msg=f"{name} {label} {k}")
-            assert (got["min"] <= got["mean"] + 1e-15).all() and (got["mean"] <= got["max"] + 1e-15).all()
+                    np.testing.assert_allclose(got[k][have], fn(values[:, have], 0), rtol=1e-12,
+                                               err_msg=f"{name} {label} {k}")
+            assert (got["min"][have] <= got["mean"][have] + 1e-15).all()
+            assert (got["mean"][have] <= got["max"][have] + 1e-15).all()
 
 
 def test_loss_and_radius_means_match_the_files_read_directly(sweep):
@@ -141,6 +145,14 @@ def test_the_report_command_takes_a_sweep_folder_and_reports_unfinished_runs(swe
 def last_step(path) -> tuple[np.ndarray, np.ndarray]:
     with h5py.File(path, "r") as f:
         return np.array([0]), np.array([float(f["step"][-1])])
+
+
+def test_each_run_is_analysed_once_for_all_quantities(sweep):
+    folder, _ = sweep
+    _analysis.cache_clear()
+    report = cross_report(folder)
+    assert len(report["quantities"]) == len(QUANTITIES)
+    assert _analysis.cache_info().misses == len(report["runs"]) == 4
 
 
 def test_a_series_joins_with_one_line(sweep):

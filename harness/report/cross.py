@@ -126,20 +126,22 @@ def cross_report(folder: Path, names: list[str] | None = None) -> dict[str, Any]
         "groups": [{"label": g.label, "axes": g.axes, "runs": [r.id for r in g.runs]} for g in groups],
         "quantities": {},
     }
-    for name in names:
-        per_run: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        missing: dict[str, str] = {}
-        for run in runs:  # runs outer, groups later: each file's analysis is computed once
+    per_run: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {name: {} for name in names}
+    missing: dict[str, dict[str, str]] = {name: {} for name in names}
+    for run in runs:  # runs outer: each file's analysis (harness.report.series) is computed once
+        for name in names:
             try:
-                per_run[run.id] = SERIES[name].fn(run.path)
+                per_run[name][run.id] = SERIES[name].fn(run.path)
             except SeriesUnavailable as exc:
-                missing[run.id] = str(exc)
-        q: dict[str, Any] = {"label": SERIES[name].label, "log": SERIES[name].log, "groups": {}, "missing": missing}
+                missing[name][run.id] = str(exc)
+    for name in names:
+        q: dict[str, Any] = {"label": SERIES[name].label, "log": SERIES[name].log, "groups": {},
+                             "missing": missing[name]}
         for g in groups:
-            have = [r.id for r in g.runs if r.id in per_run]
+            have = [r.id for r in g.runs if r.id in per_run[name]]
             if not have:
                 continue
-            stats = combine([per_run[rid] for rid in have])
+            stats = combine([per_run[name][rid] for rid in have])
             q["groups"][g.label] = {"axes": g.axes, "runs": have, "n_runs": len(have),
                                     **{k: _json_list(v) for k, v in stats.items()}}
         out["quantities"][name] = q

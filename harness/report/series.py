@@ -9,7 +9,8 @@ SeriesUnavailable, and the report lists it instead of failing. New quantities (s
 definition over a trajectory from another package) join with one `register_series` line.
 
 The quantities of harness.report.analysis come from one streamed analysis per file, cached
-for the file as it is on disk, so the report reads each run once for all of them.
+(the last file, as it is on disk), so a caller that asks a run for all its series before the
+next run's (harness.report.cross does) reads each run once for all of them.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def register_series(name: str, fn: SeriesFn, label: str, log: bool = False) -> N
     SERIES[name] = Series(fn, label, log)
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=1)
 def _analysis(path: str, mtime_ns: int, size: int) -> Analysis:
     return analyse(path)
 
