@@ -1,4 +1,5 @@
-"""`python -m harness report RUN.h5 [RUN.h5 ...] [--out DIR]`: the `report` command.
+"""`harness report RUN.h5 [RUN.h5 ...] [--out DIR]`: the `report` command's handler (its arguments:
+harness.report.cli_parser).
 
 Writes each file's report with harness.report.write.write_report: figures, report.json and
 report.md in DIR, by default `<run folder>/<run name>_report/`.
@@ -9,7 +10,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.report.analysis import DEFAULT_CHUNK
 from harness.report.write import write_report
 
 
@@ -19,12 +19,3 @@ def cmd_report(args: argparse.Namespace) -> int:
         written = write_report(run, out, chunk=args.chunk, progress=not args.quiet)
         print(f"report: {written['report.md']}  ({len(written) - 2} figures)")
     return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    report = sub.add_parser("report", help="figures and summaries of dead-token dynamics from trajectory files")
-    report.add_argument("runs", nargs="+", help="trajectory files (.h5)")
-    report.add_argument("--out", default=None, help="output folder (default: <run folder>/<name>_report/)")
-    report.add_argument("--chunk", type=int, default=DEFAULT_CHUNK, help="frames held in memory at once")
-    report.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    report.set_defaults(func=cmd_report)
