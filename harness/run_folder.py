@@ -79,9 +79,8 @@ def scenario_toml(scenario: Scenario, command: str, revision: str | None = None)
     for e in applicable(scenario):
         table = {"check": e.check, "id": e.id, "xfail": e.xfail or None, "exploratory": e.exploratory or None, **e.args}
         lines += ["", "[[expect]]"] + _key_lines(table, {})
-    if not scenario.expect:
-        lines += ["", "# no [[expect]] tables" + (": the run was started with --no-check" if "--no-check" in command
-                                                  else "")]
+    if not applicable(scenario):
+        lines += ["", "# No expectations: none apply at this scale, or the run was started with --no-check."]
     return "\n".join(lines) + "\n"
 
 

@@ -8,6 +8,7 @@ import logging
 import subprocess
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -202,7 +203,9 @@ def run_scenario(
 
             start, steps_before = time.perf_counter(), training.steps_done
             try:
-                with logging_redirect_tqdm(), StopSignals() as stop:
+                # log lines around a bar: only with a bar (the redirect drops the console handler's level)
+                redirect = nullcontext() if step_log.bar.disable else logging_redirect_tqdm()
+                with redirect, StopSignals() as stop:
                     checkpointer.stop = stop
                     if not resume and scenario.record.checkpoint_every:
                         checkpointer.save()  # step 0: a run killed before its first periodic checkpoint resumes too

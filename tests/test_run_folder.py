@@ -1,0 +1,104 @@
+"""A run folder explains itself: OUT/<name>.toml (the resolved scenario, overrides marked) re-runs
+the same trajectory bit for bit, OUT/<name>.log holds the console's lines without progress-bar
+fragments, -q quiets the console, --no-check does not ask for what its checks would need."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+
+import h5py
+import numpy as np
+import pytest
+
+from harness.cli import main
+from harness.run_folder import scenario_toml
+from harness.scenario.cli import PROJECT_SCENARIOS
+from harness.scenario.load import load_scenario
+
+EXPECT_E = '\n[[expect]]\ncheck = "zero_displacement"\ntensor = "E"\ntokens = "dead"\n'
+
+
+def datasets(path) -> dict[str, np.ndarray]:
+    """Every dataset of an HDF5 file, by its path in the file."""
+    found = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: found.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return found
+
+
+def test_the_run_folders_toml_reruns_a_bit_identical_trajectory(write_scenario, tmp_path, capsys):
+    path = write_scenario(EXPECT_E)
+    first, second = tmp_path / "first", tmp_path / "second"
+    sets = ["--set", "record.every=2", "--set", "optimizer.lr=0.003"]
+    assert main(["run", str(path), "--scale", "smoke", "--out", str(first), *sets, "-q"]) == 0
+    toml = (first / "tiny.toml").read_text()
+    assert "# command:  " in toml and "# overrides: --set optimizer.lr=0.003, --set record.every=2" in toml
+    resolved = tomllib.loads(toml)
+    assert resolved["record"]["every"] == 2 and resolved["optimizer"]["lr"] == 0.003
+    assert resolved["train"]["steps"] == 3 and "scale" not in resolved  # the smoke scale, applied
+    lines = toml.splitlines()
+    assert "every = 2  # --set record.every=2" in lines and "lr = 0.003  # --set optimizer.lr=0.003" in lines
+    assert "steps = 3  # scale smoke" in lines and "seq_len = 32" in lines  # unmarked: the file's own
+    capsys.readouterr()
+    assert main(["run", str(first / "tiny.toml"), "--out", str(second), "-q"]) == 0
+    assert "PASS  tiny-dead-E-zero_displacement" in capsys.readouterr().out  # the expectation travels too
+    a, b = datasets(first / "tiny.h5"), datasets(second / "tiny.h5")
+    assert set(a) == set(b) and {"E", "W", "loss", "step"} <= {name.split("/")[-1] for name in a}
+    for name in a:
+        same = a[name].tolist() == b[name].tolist() if a[name].dtype == object else a[name].tobytes() == b[name].tobytes()
+        assert a[name].dtype == b[name].dtype and a[name].shape == b[name].shape and same, name
+    assert datasets(first / "tiny.h5")["step"].tolist() == [0, 2, 3]
+
+
+def test_the_log_file_has_the_console_lines_and_no_progress_bar(write_scenario, tmp_path):
+    """In a subprocess (not a terminal): no bar anywhere; -q leaves warnings and results only."""
+    path = write_scenario(EXPECT_E)
+    command = [sys.executable, "-m", "harness", "run", str(path), "--scale", "smoke", "--set", "train.steps=2"]
+    loud = subprocess.run(command + ["--out", str(tmp_path / "loud")], capture_output=True, text=True, timeout=600)
+    quiet = subprocess.run(command + ["--out", str(tmp_path / "quiet"), "-q"], capture_output=True, text=True,
+                           timeout=600)
+    assert loud.returncode == quiet.returncode == 0, loud.stderr + quiet.stderr
+    assert "\r" not in loud.stderr and "it/s" not in loud.stderr and "step/s]" not in loud.stderr
+    header = "tiny [smoke; --set train.steps=2]: 2 steps on cpu"
+    assert header in loud.stderr and "step      2/2 | loss" in loud.stderr
+    assert " INFO " not in quiet.stderr and quiet.stdout == quiet.stdout.replace("\r", "")
+    for folder, proc in (("loud", loud), ("quiet", quiet)):
+        log = (tmp_path / folder / "tiny.log").read_text()
+        assert "\r" not in log and header in log and "step      2/2 | loss" in log  # -q quiets the console only
+        assert f"trajectory: {tmp_path / folder / 'tiny.h5'}" in log and "PASS  tiny-dead-E-zero_displacement" in log
+        assert "PASS  tiny-dead-E-zero_displacement" in proc.stdout
+
+
+def test_no_check_does_not_ask_for_what_a_check_needs(write_scenario, tmp_path, capsys):
+    path = write_scenario(EXPECT_E)
+    without_e = ["--set", 'record.tensors=["W"]', "--scale", "smoke", "-q"]
+    assert main(["run", str(path), "--out", str(tmp_path / "a"), *without_e]) == 2
+    assert "E" in capsys.readouterr().err
+    assert main(["run", str(path), "--out", str(tmp_path / "b"), *without_e, "--no-check"]) == 0
+    assert "PASS" not in capsys.readouterr().out
+    toml = (tmp_path / "b" / "tiny.toml").read_text()
+    assert "expect" not in tomllib.loads(toml) and "or the run was started with --no-check" in toml
+
+
+def test_a_scenario_file_in_the_output_folder_is_not_overwritten(write_scenario, tmp_path, caplog):
+    path = write_scenario(folder="out")
+    before = path.read_text()
+    assert main(["run", str(path), "--out", str(path.parent), "--scale", "smoke", "-q"]) == 0
+    assert path.read_text() == before
+    assert "is not a run's resolved scenario: left as it is" in caplog.text
+
+
+@pytest.mark.parametrize("path", sorted(PROJECT_SCENARIOS.glob("*.toml")), ids=lambda p: p.stem)
+def test_every_project_scenario_at_every_scale_reloads_from_its_resolved_toml(path, tmp_path):
+    for scale in load_scenario(path).scales:
+        scenario = load_scenario(path, scale=scale, overrides=["train.steps=7"])
+        written = tmp_path / f"{scale}.toml"
+        written.write_text(scenario_toml(scenario, "harness run test"), encoding="utf-8")
+        again = load_scenario(written)
+        want, got = scenario.resolved(), again.resolved()
+        for key in ("file", "scale"):
+            want.pop(key), got.pop(key)
+        want["expect"] = [e for e, x in zip(want["expect"], scenario.expect) if x.scales is None or scale in x.scales]
+        assert got == want, scale
