@@ -59,7 +59,7 @@ def _key_lines(table: dict[str, Any], marks: dict[str, str]) -> list[str]:
 
 def scenario_toml(scenario: Scenario, command: str, revision: str | None = None) -> str:
     """The resolved scenario as a TOML file's text, header comment first."""
-    overrides = sorted({o for o in scenario.origins.values() if o.startswith("--set")})
+    overrides = scenario.overrides()
     header = [
         f"{HEADER} {scenario.name}, written by harness beside its trajectory.",
         f"# command:  {command}",

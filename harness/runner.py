@@ -154,6 +154,7 @@ def run_scenario(
         "scenario": scenario.resolved(),
         "scenario_name": scenario.name,
         "scale": scenario.scale,
+        "overrides": scenario.overrides(),
         "seeds": {"init": scenario.init.seed, "data": scenario.data.seed},
         "device": str(training.device),
         # Facts the checks read, taken from the live objects, never from the scenario:

@@ -105,9 +105,13 @@ class Scenario:
     # Values that are not the file's: "section.key" -> "scale smoke" or "--set section.key=value"
     origins: dict[str, str] = field(default_factory=dict)
 
+    def overrides(self) -> list[str]:
+        """The `--set` overrides that made this scenario, in key order: ["--set train.steps=100"]."""
+        return sorted({o for o in self.origins.values() if o.startswith("--set")})
+
     def describe(self) -> str:
         """The scale and the overrides, for a run's header: "full; --set train.steps=100"."""
-        return "; ".join([self.scale] + sorted({o for o in self.origins.values() if o.startswith("--set")}))
+        return "; ".join([self.scale] + self.overrides())
 
     def resolved(self) -> dict[str, Any]:
         """The fully resolved scenario as plain data (written into every trajectory file)."""
