@@ -38,10 +38,10 @@ def toml_value(value: Any) -> str:
     """A TOML literal for a scenario value: str, bool, int, float, or a list of them."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, str)):
-        return json.dumps(value) if isinstance(value, str) else str(value)
-    if isinstance(value, float):
-        return repr(value)  # round-trips; TOML spells inf and nan as Python does
+    if isinstance(value, str):  # JSON escapes are TOML's; TOML also wants DEL escaped
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(value, (int, float)):
+        return repr(value)  # a float's repr round-trips; TOML spells inf and nan as Python does
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     raise TypeError(f"no TOML literal for {value!r}")

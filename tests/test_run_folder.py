@@ -13,7 +13,7 @@ from h5util import differing_attributes
 
 from core.trajectory import Trajectory
 from harness.cli import main
-from harness.run_folder import scenario_toml
+from harness.run_folder import scenario_toml, toml_value
 from harness.scenario.cli import PROJECT_SCENARIOS
 from harness.scenario.load import load_scenario
 
@@ -92,3 +92,25 @@ def test_every_project_scenario_at_every_scale_reloads_from_its_resolved_toml(pa
             want.pop(key), got.pop(key)
         want["expect"] = [e for e, x in zip(want["expect"], scenario.expect) if x.scales is None or scale in x.scales]
         assert got == want, scale
+
+
+@pytest.mark.parametrize("value", ['quote " backslash \\ newline \n DEL \x7f ctrl \x01', "ไทย 😀", 1e-05, 2.5e20, 3,
+                                   True, ["E", "W"], [0.5, 1]])
+def test_toml_values_read_back_as_written(value):
+    assert tomllib.loads(f"v = {toml_value(value)}")["v"] == value
+
+
+def test_each_run_of_a_sweep_gets_its_toml_and_log(write_scenario, tmp_path):
+    from harness.sweep.run import load_sweep, run_sweep
+
+    scenario = write_scenario()
+    sweep = tmp_path / "pair.toml"
+    sweep.write_text(f'name = "pair"\nscenario = "{scenario}"\nscale = "smoke"\nset = {{"train.steps" = 2}}\n\n'
+                     '[axes]\n"init.seed" = [0, 1]\n', encoding="utf-8")
+    result = run_sweep(load_sweep(sweep), tmp_path / "out", workers=1, progress=False)
+    runs = sorted(result.folder.glob("*.h5"))
+    assert len(runs) == 2
+    for run in runs:
+        toml = tomllib.loads(run.with_suffix(".toml").read_text())
+        assert toml["train"]["steps"] == 2 and toml["init"]["seed"] in (0, 1)
+        assert "step      2/2 | loss" in run.with_suffix(".log").read_text()
