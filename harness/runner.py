@@ -28,9 +28,9 @@ from core.token_tables import TokenTables, input_usage
 from core.train import Training
 from core.trajectory import Trajectory
 from harness.checks import CheckContext, Verdict, run_check
-from harness.run_folder import RunLog, command_line, write_scenario_file
 from harness.resume import (Checkpointer, StopSignals, fault_hook, refuse_to_overwrite, resume_writer, run_context,
                             run_environment)
+from harness.run_folder import RunLog, command_line, write_scenario_file
 from harness.scenario.schema import DEFAULT_DATA, Expectation, Scenario, applicable
 
 log = logging.getLogger(__name__)
