@@ -8,13 +8,16 @@ section, the data paths made absolute, and only the expectations that apply at i
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
 import shlex
 import sys
+from contextlib import contextmanager
+from logging.handlers import BufferingHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 from harness import LOG_FORMAT
 from harness.scenario.schema import SECTIONS, Scenario, applicable
@@ -94,31 +97,54 @@ def write_scenario_file(path: Path, scenario: Scenario, command: str, revision: 
     path.write_text(scenario_toml(scenario, command, revision), encoding="utf-8")
 
 
+@contextmanager
+def attached(handler: logging.Handler) -> Iterator[logging.Handler]:
+    """`handler` receives the project's log records (INFO and up) while the block runs, even where
+    the console shows only warnings (-q): the loggers' levels are lowered to INFO meanwhile."""
+    handler.setLevel(logging.INFO)
+    loggers = [logging.getLogger(name) for name in LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+
+
+def held_lines() -> contextlib.AbstractContextManager[BufferingHandler]:
+    """`with held_lines() as held:` keeps the log records of a run's first moments (its data, its
+    kernels), before it knows whether it may write its log file; RunLog(..., earlier=held.buffer)."""
+    return attached(BufferingHandler(capacity=sys.maxsize))
+
+
 class RunLog:
     """`with RunLog(path):` copies the project's log lines (INFO and up) into `path`, formatted as
-    on the console; `say(line)` prints a line and writes it there too. Opening a path that is open
-    already (a command around run_scenario) adds nothing: each line is written once."""
+    on the console, after the `earlier` records; `say(line)` prints a line and writes it there too.
+    Opening a path that is open already (a command around run_scenario) adds nothing: each line is
+    written once."""
 
     _open: dict[Path, logging.FileHandler] = {}
 
-    def __init__(self, path: Path, append: bool = True):
-        self.path, self.append = Path(path).resolve(), append
-        self.handler: logging.FileHandler | None = None
-        self._levels: list[int] = []
+    def __init__(self, path: Path, append: bool = True, earlier: Sequence[logging.LogRecord] = ()):
+        self.path, self.append, self.earlier = Path(path).resolve(), append, earlier
+        self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> RunLog:
         if self.path in RunLog._open:
             return self
-        self.handler = logging.FileHandler(self.path, mode="a" if self.append else "w", encoding="utf-8")
-        self.handler.setFormatter(logging.Formatter(LOG_FORMAT))
-        self.handler.setLevel(logging.INFO)
-        RunLog._open[self.path] = self.handler
-        for name in LOGGERS:  # INFO lines reach the file even where the console shows only warnings
-            logger = logging.getLogger(name)
-            self._levels.append(logger.level)
-            logger.addHandler(self.handler)
-            if logger.getEffectiveLevel() > logging.INFO:
-                logger.setLevel(logging.INFO)
+        handler = logging.FileHandler(self.path, mode="a" if self.append else "w", encoding="utf-8")
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        for record in self.earlier:
+            handler.handle(record)
+        RunLog._open[self.path] = handler
+        self._stack.callback(RunLog._open.pop, self.path)
+        self._stack.callback(handler.close)
+        self._stack.enter_context(attached(handler))
         return self
 
     def say(self, line: str, file=None) -> None:
@@ -129,11 +155,4 @@ class RunLog:
             handler.flush()
 
     def __exit__(self, *exc: object) -> None:
-        if self.handler is None:
-            return
-        for name, level in zip(LOGGERS, self._levels):
-            logger = logging.getLogger(name)
-            logger.removeHandler(self.handler)
-            logger.setLevel(level)
-        del RunLog._open[self.path]
-        self.handler.close()
+        self._stack.close()

@@ -30,7 +30,7 @@ from core.trajectory import Trajectory
 from harness.checks import CheckContext, Verdict, run_check
 from harness.resume import (Checkpointer, StopSignals, fault_hook, refuse_to_overwrite, resume_writer, run_context,
                             run_environment)
-from harness.run_folder import RunLog, command_line, write_scenario_file
+from harness.run_folder import RunLog, command_line, held_lines, write_scenario_file
 from harness.scenario.schema import DEFAULT_DATA, Expectation, Scenario, applicable
 
 log = logging.getLogger(__name__)
@@ -141,10 +141,12 @@ def run_scenario(
     Beside the file: `<name>.toml`, the resolved scenario with `command` (default: this process's)
     in its header, and `<name>.log`, the run's log lines (harness/run_folder.py).
     A run holds its trajectory's writer lock (core/lock.py) from before it touches the file."""
-    data = prepare_scenario_data(scenario)
-    train_cfg = dataclasses.replace(scenario.train, device=device or scenario.train.device)
-    kernels = choose_kernels(train_cfg, train_cfg.device)
-    training = Training(data.ids, scenario.model, scenario.init, scenario.data, scenario.optimizer, train_cfg, kernels)
+    with held_lines() as held:  # for the log file, which opens once the run may write it
+        data = prepare_scenario_data(scenario)
+        train_cfg = dataclasses.replace(scenario.train, device=device or scenario.train.device)
+        kernels = choose_kernels(train_cfg, train_cfg.device)
+        training = Training(data.ids, scenario.model, scenario.init, scenario.data, scenario.optimizer, train_cfg,
+                            kernels)
     if prepare is not None:
         prepare(training)
     out_dir = Path(out_dir)
@@ -191,7 +193,8 @@ def run_scenario(
                                       stager=frame_stager(training.device), **fits)
             ckpt.unlink(missing_ok=True)  # an earlier run's
             write_scenario_file(path.with_suffix(".toml"), scenario, command or command_line(), metadata["git_commit"])
-        with RunLog(path.with_suffix(".log"), append=resume):  # after refuse_to_overwrite: never an older run's
+        # after refuse_to_overwrite: never an older run's log
+        with RunLog(path.with_suffix(".log"), append=resume, earlier=held.buffer):
             log.info("%s [%s]: %d steps on %s, recording %s every %d step(s) -> %s", scenario.name, scenario.describe(),
                      steps, training.device, ", ".join(scenario.record.tensors), scenario.record.every, path)
             step_log = StepLog(scenario, writer, steps, progress, done=training.steps_done)

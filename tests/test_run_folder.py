@@ -57,6 +57,7 @@ def test_the_log_file_has_the_console_lines_and_no_progress_bar(write_scenario, 
     for folder, proc in (("loud", loud), ("quiet", quiet)):
         log = (tmp_path / folder / "tiny.log").read_text()
         assert "\r" not in log and header in log and "step      2/2 | loss" in log  # -q quiets the console only
+        assert log.index("are <unk>, characters tokenizer") < log.index(header)  # the data's warning, before
         assert f"trajectory: {tmp_path / folder / 'tiny.h5'}" in log and "PASS  tiny-dead-E-zero_displacement" in log
         assert "PASS  tiny-dead-E-zero_displacement" in proc.stdout
 
