@@ -71,7 +71,7 @@ def scenario_toml(scenario: Scenario, command: str, revision: str | None = None)
         f"# from:     {scenario.path} at scale {scenario.scale}"
         + (" (applied here: the keys marked 'scale')" if scenario.scale != "full" else ""),
         f"# overrides: {', '.join(overrides) if overrides else 'none'}",
-        f"# Run it again with: harness run THIS_FILE --out OTHER_FOLDER",
+        "# Run it again with: harness run THIS_FILE --out OTHER_FOLDER",
     ]
     lines = header + ["", f"name = {toml_value(scenario.name)}", f"version = {scenario.version}",
                       f"summary = {toml_value(scenario.summary)}"]
