@@ -1,8 +1,9 @@
-"""`python -m harness compress RUN.h5`: rewrite a trajectory with another lossless encoding.
+"""`harness compress RUN.h5`: rewrite a trajectory with another lossless encoding.
 
 Every complete frame, scalar, token table and metadata attribute is copied; the bits of
 every tensor are identical (checked after writing). Use it on trajectories recorded before
 `record.compression` existed, or to decompress a file for a reader without hdf5plugin.
+Its arguments: harness.recompress_parser.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from core.encoding import COMPRESSIONS
 from core.format import SCALARS, stored_tensors
 from core.recorder import RecordConfig, TrajectoryWriter
 from core.trajectory import Trajectory
@@ -78,13 +78,3 @@ def cmd_compress(args: argparse.Namespace) -> int:
     print(f"{dst}: {n} frames, {args.compression}, {before / 1e9:.3f} GB -> {after / 1e9:.3f} GB "
           f"({before / after:.2f}x smaller), every bit checked against {src}")
     return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("compress", help="rewrite a trajectory with another lossless encoding (bits checked)")
-    p.add_argument("run", help="trajectory file (.h5)")
-    p.add_argument("--compression", choices=COMPRESSIONS, default="delta-zstd")
-    p.add_argument("--keyframe-every", type=int, default=64, help="delta-zstd: every Nth frame stored whole")
-    p.add_argument("--out", default=None, help="output file (default: RUN.<compression>.h5 beside RUN)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_compress)

@@ -8,6 +8,7 @@ import logging
 import subprocess
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -29,7 +30,8 @@ from core.trajectory import Trajectory
 from harness.checks import CheckContext, Verdict, run_check
 from harness.resume import (Checkpointer, StopSignals, fault_hook, refuse_to_overwrite, resume_writer, run_context,
                             run_environment)
-from harness.scenario.schema import DEFAULT_DATA, Expectation, Scenario
+from harness.run_folder import RunLog, command_line, held_lines, write_scenario_file
+from harness.scenario.schema import DEFAULT_DATA, Expectation, Scenario, applicable
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +102,7 @@ class StepLog:
         self.writer, self.total = writer, total
         self.every = max(1, total // 10)
         self.bar = tqdm(total=total, initial=done, desc=f"{scenario.name} [{scenario.scale}]", unit="step",
-                        disable=not progress, leave=False)
+                        disable=None if progress else True, leave=False)  # None: a bar only on a terminal
         self.t0 = self.t_last = time.perf_counter()
         self.last_step = done
 
@@ -129,17 +131,22 @@ def run_scenario(
     path: Path | None = None,
     resume: bool = False,
     prepare: Callable[[Training], None] | None = None,
+    command: str | None = None,
 ) -> RunResult:
     """Train `scenario` and record it to `out_dir/<name>.h5`. `stop_after` runs only the first
     n steps of the same run (the determinism check's rerun). `resume` continues an unfinished
     run from its checkpoint `out_dir/<name>.ckpt` (harness/resume.py); a SIGINT / SIGTERM
     stops a run after the current step with a checkpoint and raises `Interrupted`. `prepare` may
     change the Training before anything is recorded (tests build sabotaged runs with it).
+    Beside the file: `<name>.toml`, the resolved scenario with `command` (default: this process's)
+    in its header, and `<name>.log`, the run's log lines (harness/run_folder.py).
     A run holds its trajectory's writer lock (core/lock.py) from before it touches the file."""
-    data = prepare_scenario_data(scenario)
-    train_cfg = dataclasses.replace(scenario.train, device=device or scenario.train.device)
-    kernels = choose_kernels(train_cfg, train_cfg.device)
-    training = Training(data.ids, scenario.model, scenario.init, scenario.data, scenario.optimizer, train_cfg, kernels)
+    with held_lines() as held:  # for the log file, which opens once the run may write it
+        data = prepare_scenario_data(scenario)
+        train_cfg = dataclasses.replace(scenario.train, device=device or scenario.train.device)
+        kernels = choose_kernels(train_cfg, train_cfg.device)
+        training = Training(data.ids, scenario.model, scenario.init, scenario.data, scenario.optimizer, train_cfg,
+                            kernels)
     if prepare is not None:
         prepare(training)
     out_dir = Path(out_dir)
@@ -149,6 +156,7 @@ def run_scenario(
         "scenario": scenario.resolved(),
         "scenario_name": scenario.name,
         "scale": scenario.scale,
+        "overrides": scenario.overrides(),
         "seeds": {"init": scenario.init.seed, "data": scenario.data.seed},
         "device": str(training.device),
         # Facts the checks read, taken from the live objects, never from the scenario:
@@ -184,26 +192,31 @@ def run_scenario(
             writer = TrajectoryWriter(path, config=scenario.record, metadata=metadata, tokens=tokens,
                                       stager=frame_stager(training.device), **fits)
             ckpt.unlink(missing_ok=True)  # an earlier run's
-        log.info("%s [%s]: %d steps on %s, recording %s every %d step(s) -> %s", scenario.name, scenario.scale, steps,
-                 training.device, ", ".join(scenario.record.tensors), scenario.record.every, path)
-        step_log = StepLog(scenario, writer, steps, progress, done=training.steps_done)
-        checkpointer = Checkpointer(ckpt, training, writer, context, scenario.record, total=steps)
-        hooks = [hook for hook in (step_log, fault_hook(), checkpointer) if hook is not None]
+            write_scenario_file(path.with_suffix(".toml"), scenario, command or command_line(), metadata["git_commit"])
+        # after refuse_to_overwrite: never an older run's log
+        with RunLog(path.with_suffix(".log"), append=resume, earlier=held.buffer):
+            log.info("%s [%s]: %d steps on %s, recording %s every %d step(s) -> %s", scenario.name, scenario.describe(),
+                     steps, training.device, ", ".join(scenario.record.tensors), scenario.record.every, path)
+            step_log = StepLog(scenario, writer, steps, progress, done=training.steps_done)
+            checkpointer = Checkpointer(ckpt, training, writer, context, scenario.record, total=steps)
+            hooks = [hook for hook in (step_log, fault_hook(), checkpointer) if hook is not None]
 
-        def on_step(result: StepResult) -> None:
-            for hook in hooks:
-                hook(result)
+            def on_step(result: StepResult) -> None:
+                for hook in hooks:
+                    hook(result)
 
-        start, steps_before = time.perf_counter(), training.steps_done
-        try:
-            with logging_redirect_tqdm(), StopSignals() as stop:
-                checkpointer.stop = stop
-                if not resume and scenario.record.checkpoint_every:
-                    checkpointer.save()  # step 0: a run killed before its first periodic checkpoint resumes too
-                train_and_record(training, writer, on_step=on_step, until=steps)
-        finally:
-            step_log.close()
-            writer.close()
+            start, steps_before = time.perf_counter(), training.steps_done
+            try:
+                # log lines around a bar: only with a bar (the redirect drops the console handler's level)
+                redirect = nullcontext() if step_log.bar.disable else logging_redirect_tqdm()
+                with redirect, StopSignals() as stop:
+                    checkpointer.stop = stop
+                    if not resume and scenario.record.checkpoint_every:
+                        checkpointer.save()  # step 0: a run killed before its first periodic checkpoint resumes too
+                    train_and_record(training, writer, on_step=on_step, until=steps)
+            finally:
+                step_log.close()
+                writer.close()
         ckpt.unlink(missing_ok=True)  # complete: nothing left to resume
         return RunResult(scenario, path, time.perf_counter() - start, steps, steps_before if resume else None)
 
@@ -216,10 +229,6 @@ def evaluate(scenario: Scenario, path: Path, device: str | None = None) -> list[
         for expectation in applicable(scenario):
             verdicts.append((expectation, run_check(expectation.check, ctx, expectation.args)))
     return verdicts
-
-
-def applicable(scenario: Scenario) -> list[Expectation]:
-    return [e for e in scenario.expect if e.scales is None or scenario.scale in e.scales]
 
 
 def rerun(scenario: Scenario, steps: int, device: str | None = None) -> Path:

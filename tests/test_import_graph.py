@@ -4,13 +4,16 @@ imports core.fast; harness.checks never imports the report layer, harness.report
 
 Every import counts, at any depth (one inside a function can hide a cycle, not break it).
 Importing a.b.c first runs the packages a and a.b, so it depends on their __init__ files too,
-except the packages the importer itself is in (Python has them already). Imports by name at
-run time (harness.cli's command modules) are not seen.
+except the packages the importer itself is in (Python has them already). A command's handler
+named as a string, `handler="a.b:cmd_x"` (harness.cli imports it by name when the command runs),
+counts as an import of a.b by the module that names it. The command-line parsers (harness.cli
+and the modules it imports) reach no module of the project but each other: `--help` stays fast.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,11 +24,19 @@ def within(module: str, package: str) -> bool:
     return module == package or module.startswith(package + ".")
 
 
-def imported_modules(name: str, source: str, modules: set[str]) -> set[str]:
-    """The modules of `modules` that module `name` imports, given its source."""
+HANDLER = re.compile(r"([A-Za-z_][\w.]*):[A-Za-z_]\w*")  # "package.module:function", imported by name
+
+
+def imported_modules(name: str, source: str, modules: set[str], by_name: bool = True) -> set[str]:
+    """The modules of `modules` that module `name` imports, given its source (`by_name`: with the
+    modules of the handlers it names, "package.module:function")."""
     package = name if any(m.startswith(name + ".") for m in modules) else name.rpartition(".")[0]
     named: set[str] = set()  # the modules named by import statements
     for node in ast.walk(ast.parse(source)):
+        if by_name and isinstance(node, ast.Constant) and isinstance(node.value, str):
+            handler = HANDLER.fullmatch(node.value)
+            if handler and handler.group(1) in modules:
+                named.add(handler.group(1))
         if isinstance(node, ast.Import):
             named.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -45,9 +56,20 @@ def imported_modules(name: str, source: str, modules: set[str]) -> set[str]:
     return out
 
 
-def import_graph(sources: dict[str, str]) -> dict[str, set[str]]:
+def import_graph(sources: dict[str, str], by_name: bool = True) -> dict[str, set[str]]:
     """{module: the modules it imports} for {module name: source} (a package by its own name)."""
-    return {name: imported_modules(name, source, set(sources)) for name, source in sources.items()}
+    return {name: imported_modules(name, source, set(sources), by_name) for name, source in sources.items()}
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """The modules `start` imports, directly or through others."""
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in graph.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
 
 
 def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -111,7 +133,27 @@ def test_the_project_imports_only_downwards():
     assert layer_violations(import_graph(project_sources())) == []
 
 
+def test_the_cli_parsers_import_nothing_of_the_project_but_each_other():
+    """What `harness --help` loads, without the handlers it names: parser modules and packages
+    whose __init__ imports nothing (the runtime test is tests/test_console.py)."""
+    sources = project_sources()
+    graph = import_graph(sources, by_name=False)
+    loaded = reachable(graph, "harness.cli")
+    assert {"harness.scenario.cli_parser", "harness.report.cli_parser"} <= loaded
+    heavy = sorted(m for m in loaded if not (m.endswith("_parser") or m in ("harness", "harness.cli")
+                                             or (m.count(".") == 1 and not graph[m])))
+    assert heavy == [], f"harness --help would import {heavy}"
+    handlers = reachable(import_graph(sources), "harness.cli")  # by name: the handlers and what they import
+    assert {"harness.scenario.cli", "harness.runner", "core.model"} <= handlers
+
+
 # ------------------------------------------------------------------ the rules fire
+def test_a_handler_named_as_a_string_is_an_import():
+    graph = synthetic(p="", p__parser='h = "p.cmd:run"\nx = "not a:handler"', p__cmd="import p.parser")
+    assert graph["p.parser"] == {"p.cmd"}
+    assert find_cycles(graph) == [["p.cmd", "p.parser", "p.cmd"]]
+
+
 def test_names_and_submodules_are_told_apart():
     graph = synthetic(a="", a__b="c = 1", a__b__d="", x="from a.b import c", y="import a.b.d", z="from a.b import d")
     assert graph["x"] == {"a", "a.b"}  # c is a name in a.b

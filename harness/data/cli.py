@@ -1,4 +1,5 @@
-"""`python -m harness data build|info`: build the default data bundle, describe data.
+"""The `data build|info` command's handlers (its arguments: harness.data.cli_parser): build the
+default data bundle, describe data.
 
 `build` builds the default bundle (or finds it in the cache) and describes it; `info`
 describes it, building it first if it is missing. `info --tokenizer T --corpus C`
@@ -9,35 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 
-from harness.data.bundle import CACHE_ENV, MIX_FILE, OUTPUT_FILES, Bundle, default_bundle
+from harness.data.bundle import MIX_FILE, OUTPUT_FILES, Bundle, default_bundle
 from harness.data.prepare import PreparedData, prepare_data
 from harness.data.prose import is_thai
 
 TOP_N = 20
-
-
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Add the `data` command with its `build` and `info` actions."""
-    data = subparsers.add_parser("data", help="build or describe the training data", description=__doc__)
-    actions = data.add_subparsers(dest="data_action", required=True, metavar="ACTION")
-    cache_help = f"bundle cache folder (default: ${CACHE_ENV}, else the user cache folder)"
-
-    build = actions.add_parser("build", help="build the default bundle (from installed packages, offline)")
-    build.add_argument("--cache-dir", type=Path, default=None, help=cache_help)
-    build.add_argument("--rebuild", action="store_true", help="rebuild even if a complete bundle is cached")
-    build.set_defaults(func=cmd_build)
-
-    info = actions.add_parser("info", help="describe the default bundle (building it if missing) or your data")
-    info.add_argument("--cache-dir", type=Path, default=None, help=cache_help)
-    info.add_argument("--tokenizer", type=Path, help="your tokenizer JSON (with --corpus) instead of the bundle")
-    info.add_argument("--corpus", type=Path, help="your corpus: .txt, .jsonl or .parquet (with --tokenizer)")
-    info.add_argument("--text-field", default="text", help="JSON Lines field / Parquet column (default: text)")
-    info.add_argument("--vocab-size", type=int, help="the model's vocab, checked against --tokenizer (default: its own)")
-    info.set_defaults(func=cmd_info)
 
 
 def cmd_build(args: argparse.Namespace) -> int:

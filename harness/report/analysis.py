@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,6 +36,9 @@ from harness.checks.measures import DEFAULT_CHUNK, radius_dips_before_growing
 log = logging.getLogger(__name__)
 
 SETS = ("dead", "live")
+
+
+TRAINING = ("loss", "lr", "grad_norm")  # the per-frame scalars every trajectory records
 
 
 @dataclass
@@ -49,6 +53,9 @@ class Analysis:
     n_live: int
     series: dict[str, np.ndarray] = field(default_factory=dict)  # each (T,) float64
     per_token: dict[str, np.ndarray] = field(default_factory=dict)  # each (V,)
+    run: str = ""  # "flannel_2 (scale smoke; --set train.steps=100)": names the run on every figure
+    record_every: int = 1  # optimizer steps between frames (the last interval may be shorter)
+    training: dict[str, np.ndarray] = field(default_factory=dict)  # loss, lr, grad_norm: each (T,) as recorded
 
     def __getitem__(self, key: str) -> np.ndarray:
         if key in self.series:
@@ -230,8 +237,18 @@ def analyse(path, chunk: int = DEFAULT_CHUNK, progress: bool = False) -> Analysi
             _analyse_tensor(traj, name, dead, acc, per_token, chunk, progress)
         if tensors == ["E", "W"]:
             _analyse_difference(traj, masks, acc, chunk)
+        meta = traj.meta
         return Analysis(str(path), traj.steps, traj.tied, tensors, int(dead.sum()), int((~dead).sum()),
-                        acc.series, per_token)
+                        acc.series, per_token, run=run_label(meta, path), record_every=int(meta["record_every"]),
+                        training={k: traj[k][:].astype(np.float64) for k in TRAINING if k in traj.names})
+
+
+def run_label(meta: dict, path) -> str:
+    """The run's name, scale and overrides as its metadata records them (older files: the file name)."""
+    details = [f"scale {meta['scale']}"] if "scale" in meta else []
+    details += list(meta.get("overrides", []))
+    name = meta.get("scenario_name", Path(str(path)).stem)
+    return f"{name} ({'; '.join(details)})" if details else name
 
 
 # --------------------------------------------------------------------------- summaries
@@ -239,8 +256,11 @@ def analyse(path, chunk: int = DEFAULT_CHUNK, progress: bool = False) -> Analysi
 
 def summarize(a: Analysis) -> dict:
     """The findings as plain numbers (what report.json holds)."""
-    out: dict = {"path": a.path, "frames": int(len(a.steps)), "last_step": int(a.steps[-1]), "tied": a.tied,
-                 "dead_tokens": a.n_dead, "live_tokens": a.n_live, "tensors": {}}
+    out: dict = {"path": a.path, "run": a.run, "frames": int(len(a.steps)), "last_step": int(a.steps[-1]),
+                 "record_every": a.record_every, "tied": a.tied, "dead_tokens": a.n_dead, "live_tokens": a.n_live,
+                 "tensors": {}}
+    finite = {k: v[np.isfinite(v)] for k, v in a.training.items()}
+    out["training"] = {k: {"first": float(v[0]), "last": float(v[-1])} for k, v in finite.items() if v.size}
     dead = a["dead_mask"]
     token_sets = [("dead", dead), ("live", ~dead)]
     if "never_input_mask" in a.per_token:  # live tokens that no batch of the run feeds in (rare ones)

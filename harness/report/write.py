@@ -24,12 +24,17 @@ def default_report_dir(run: Path) -> Path:
 
 
 def markdown(summary: dict, figures: list[str]) -> str:
-    lines = [f"# Report: {summary['path']}", "",
-             f"{summary['frames']} frames up to step {summary['last_step']}; "
+    every = summary.get("record_every", 1)
+    lines = [f"# Report: {summary.get('run') or summary['path']}", "", f"File: {summary['path']}", "",
+             f"{summary['frames']} frames up to step {summary['last_step']}"
+             + (f" (a frame every {every} steps: changes are per frame)" if every > 1 else "") + "; "
              f"{'tied' if summary['tied'] else 'untied'}; {summary['dead_tokens']:,} dead and "
              f"{summary['live_tokens']:,} live tokens"
              + (f", {summary['live_never_input_tokens']:,} of them never an input in the run's batches"
                 if "live_never_input_tokens" in summary else "") + ".", ""]
+    loss = summary.get("training", {}).get("loss")
+    if loss:
+        lines += [f"Training loss {loss['first']:.4g} at the first recorded frame, {loss['last']:.4g} at the last.", ""]
     for name, t in summary["tensors"].items():
         lines += [f"## {name}", "", "| | dead | live |", "| --- | --- | --- |"]
         rows = [("mean displacement from step 0 (final)", "final_displacement_mean"),
@@ -47,8 +52,7 @@ def markdown(summary: dict, figures: list[str]) -> str:
         lines += ["", f"Radius dips before it grows: {'; '.join(dips)}.", ""]
         for s, frozen in t["last_moved_step"].items():
             label = SET_LABELS.get(s, s)
-            lines.append(f"- {label}: {frozen['never_moved']:,} tokens never moved; the last move of a {label} "
-                         f"token was at step {frozen['max']} (median {frozen['median']:g}).")
+            lines.append(f"- {label}: {moved_sentence(label, frozen)}")
         if "indicator_auroc" in t:
             auc = t["indicator_auroc"]
             lines.append(f"- indicator AUROC (cosine to the mean dead row): {auc['first']:.3f} at step 0, "
@@ -60,6 +64,14 @@ def markdown(summary: dict, figures: list[str]) -> str:
                   f"live {d['live']:.4g}.", ""]
     lines += ["## Figures", ""] + [f"![{f}]({f})" for f in figures] + [""]
     return "\n".join(lines)
+
+
+def moved_sentence(label: str, frozen: dict) -> str:
+    """When a token set last moved, in words; a set none of whose tokens ever moved says so."""
+    if frozen["max"] == 0:
+        return f"none of its {frozen['never_moved']:,} tokens ever moved."
+    return (f"{frozen['never_moved']:,} tokens never moved; the last move of a {label} token was at step "
+            f"{frozen['max']} (median last move {frozen['median']:g}, counting never as 0).")
 
 
 def _fmt(value) -> str:

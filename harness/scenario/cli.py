@@ -1,4 +1,4 @@
-"""CLI commands over scenarios: `run`, `validate`, `list`."""
+"""The `run`, `validate` and `list` commands' handlers (their arguments: harness.scenario.cli_parser)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ import shlex
 import sys
 from pathlib import Path
 
+from core.disk import DiskFullError
+from harness.resume import Interrupted
+from harness.run_folder import RunLog
+from harness.runner import evaluate, run_scenario
 from harness.scenario.load import find_scenarios, load_scenario
 from harness.scenario.preflight import data_problems
 from harness.scenario.schema import FULL_SCALE, ScenarioError
@@ -40,40 +44,38 @@ def verdict_word(passed: bool, xfail: str, exploratory: str = "") -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from core.disk import DiskFullError  # heavy (h5py): only this command needs it
-    from harness.resume import Interrupted  # heavy: only this command needs it
-    from harness.runner import evaluate, run_scenario  # heavy: only this command needs it
-
     if args.resume and args.force:
         raise ValueError("--resume continues the existing trajectory and --force starts it over: pass one of them.")
-    scenario = load_scenario(resolve_scenario_path(args.scenario), scale=args.scale, overrides=args.set)
+    scenario = load_scenario(resolve_scenario_path(args.scenario), scale=args.scale, overrides=args.set,
+                             expectations=not args.no_check)
     problems = data_problems(scenario)  # the rules validate applies, before anything trains
     if problems:
         raise ScenarioError("; ".join(problems))
+    run_log = RunLog((Path(args.out) / scenario.name).with_suffix(".log"))  # opened once the run has begun
     try:
         result = run_scenario(scenario, args.out, device=args.device, overwrite=args.force, progress=not args.quiet,
                               resume=args.resume)
     except Interrupted as stop:
-        print(f"interrupted: {stop}.", file=sys.stderr)
-        print(f"resume with: {resume_command(args)}", file=sys.stderr)
+        with run_log:
+            run_log.say(f"interrupted: {stop}.", file=sys.stderr)
+            run_log.say(f"resume with: {resume_command(args)}", file=sys.stderr)
         return stop.exit_code
     except DiskFullError as full:  # the frames on disk are safe: say so, and how to go on
         print(f"disk full: {full}", file=sys.stderr)
         if (Path(args.out) / f"{scenario.name}.h5").exists():
             print(f"free some space, then resume with: {resume_command(args)}", file=sys.stderr)
         return 1
-    if result.resumed_at is None:
-        print(f"trajectory: {result.path}  ({result.steps} steps in {result.seconds:.1f} s)")
-    else:
-        print(f"trajectory: {result.path}  ({result.steps} steps; resumed at step {result.resumed_at}, "
-              f"{result.steps - result.resumed_at} steps in {result.seconds:.1f} s)")
-    if args.no_check:
-        return 0
-    failed = 0
-    for expectation, verdict in evaluate(scenario, result.path, device=args.device):
-        word = verdict_word(verdict.passed, expectation.xfail, expectation.exploratory)
-        failed += word in ("FAIL", "XPASS")
-        print(f"{word:5s} {scenario.name}-{expectation.id}: {verdict.message}")
+    with run_log:  # what the console shows after training goes into the run's log file too
+        if result.resumed_at is None:
+            run_log.say(f"trajectory: {result.path}  ({result.steps} steps in {result.seconds:.1f} s)")
+        else:
+            run_log.say(f"trajectory: {result.path}  ({result.steps} steps; resumed at step {result.resumed_at}, "
+                        f"{result.steps - result.resumed_at} steps in {result.seconds:.1f} s)")
+        failed = 0
+        for expectation, verdict in evaluate(scenario, result.path, device=args.device):
+            word = verdict_word(verdict.passed, expectation.xfail, expectation.exploratory)
+            failed += word in ("FAIL", "XPASS")
+            run_log.say(f"{word:5s} {scenario.name}-{expectation.id}: {verdict.message}")
     return 1 if failed else 0
 
 
@@ -125,27 +127,3 @@ def cmd_list(args: argparse.Namespace) -> int:
     for row in [header] + rows:
         print("  ".join(str(v).ljust(w) for v, w in zip(row[:4], widths)) + "  " + row[4])
     return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    run = sub.add_parser("run", help="train a scenario, record it, check its expectations")
-    run.add_argument("scenario", help="scenario file, or a name in scenarios/")
-    run.add_argument("--scale", default=FULL_SCALE, help="full (default), or a [scale.NAME] of the file")
-    run.add_argument("--out", default="runs", help="output folder: writes OUT/<scenario>.h5 (default runs/)")
-    run.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N, mps (default: the scenario's)")
-    run.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                     help="override a knob, e.g. --set train.steps=200 (repeatable)")
-    run.add_argument("--force", action="store_true", help="overwrite an existing trajectory file")
-    run.add_argument("--resume", action="store_true",
-                     help="continue an interrupted run from its checkpoint OUT/<scenario>.ckpt")
-    run.add_argument("--no-check", action="store_true", help="record only; skip the expectations")
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    run.set_defaults(func=cmd_run)
-
-    validate = sub.add_parser("validate", help="check scenario files (every scale) without running them")
-    validate.add_argument("paths", nargs="+", help="files or folders")
-    validate.set_defaults(func=cmd_validate)
-
-    lst = sub.add_parser("list", help="list scenarios")
-    lst.add_argument("paths", nargs="*", help="files or folders (default: the project's scenarios/)")
-    lst.set_defaults(func=cmd_list)

@@ -89,8 +89,10 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     return section, key, value
 
 
-def load_scenario(path: str | Path, scale: str = FULL_SCALE, overrides: list[str] = ()) -> Scenario:
-    """Load, merge, scale, override and validate one scenario file."""
+def load_scenario(path: str | Path, scale: str = FULL_SCALE, overrides: list[str] = (),
+                  expectations: bool = True) -> Scenario:
+    """Load, merge, scale, override and validate one scenario file. `expectations=False` drops the
+    `[[expect]]` tables unread (`run --no-check`: what a check would need is not asked for)."""
     path = Path(path)
     raw = load_raw(path)
     where = str(path)
@@ -124,6 +126,7 @@ def load_scenario(path: str | Path, scale: str = FULL_SCALE, overrides: list[str
             available = ", ".join([FULL_SCALE, *scales])
             raise ScenarioError(f"{where}: no scale {scale!r}. Available: {available}")
         raw = deep_merge(raw, scales[scale])
+    origins = {f"{section}.{key}": f"scale {scale}" for section, keys in scales.get(scale, {}).items() for key in keys}
 
     for text in overrides:
         section, key, value = parse_override(text)
@@ -132,6 +135,7 @@ def load_scenario(path: str | Path, scale: str = FULL_SCALE, overrides: list[str
         raw.setdefault(section, {})[key] = value
         where_set = f"--set {text}"
         check_key(where_set, section, key, value)
+        origins[f"{section}.{key}"] = where_set
 
     sections = {name: build_section(where, name, raw.get(name, {})) for name in SECTIONS}
     data: DataSection = sections["data"]
@@ -147,6 +151,7 @@ def load_scenario(path: str | Path, scale: str = FULL_SCALE, overrides: list[str
         scale=scale,
         expect=[],
         scales=[FULL_SCALE, *scales],
+        origins=origins,
         **sections,
     )
     try:
@@ -157,7 +162,7 @@ def load_scenario(path: str | Path, scale: str = FULL_SCALE, overrides: list[str
         if setting:
             raise ScenarioError(f"{exc} (set by --set {setting[-1]})") from exc
         raise
-    scenario.expect = parse_expectations(where, raw.get("expect", []), scenario)
+    scenario.expect = parse_expectations(where, raw.get("expect", []), scenario) if expectations else []
     return scenario
 
 

@@ -102,6 +102,16 @@ class Scenario:
     record: RecordConfig = field(default_factory=RecordConfig)
     expect: list[Expectation] = field(default_factory=list)
     scales: list[str] = field(default_factory=lambda: [FULL_SCALE])
+    # Values that are not the file's: "section.key" -> "scale smoke" or "--set section.key=value"
+    origins: dict[str, str] = field(default_factory=dict)
+
+    def overrides(self) -> list[str]:
+        """The `--set` overrides that made this scenario, in key order: ["--set train.steps=100"]."""
+        return sorted({o for o in self.origins.values() if o.startswith("--set")})
+
+    def describe(self) -> str:
+        """The scale and the overrides, for a run's header: "full; --set train.steps=100"."""
+        return "; ".join([self.scale] + self.overrides())
 
     def resolved(self) -> dict[str, Any]:
         """The fully resolved scenario as plain data (written into every trajectory file)."""
@@ -111,6 +121,11 @@ class Scenario:
             out[section] = dataclasses.asdict(getattr(self, section))
         out["expect"] = [{"check": e.check, "id": e.id, **e.args} for e in self.expect]
         return out
+
+
+def applicable(scenario: Scenario) -> list[Expectation]:
+    """The expectations of `scenario` that apply at its scale."""
+    return [e for e in scenario.expect if e.scales is None or scenario.scale in e.scales]
 
 
 # ------------------------------------------------------------------ typing

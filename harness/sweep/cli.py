@@ -1,17 +1,19 @@
-"""CLI command `sweep`: run a sweep file, print a summary table and the cross-run verdicts."""
+"""The `sweep` command's handler: run a sweep file, print a summary table and the cross-run verdicts.
+
+Its arguments: harness.sweep.cli_parser."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 
+from harness.sweep.report import cross_table, summary_table
+from harness.sweep.run import load_sweep, run_sweep
+
 log = logging.getLogger(__name__)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from harness.sweep.run import load_sweep, run_sweep  # heavy: only this command needs it
-    from harness.sweep.report import cross_table, summary_table  # heavy: only this command needs it
-
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers {args.workers}: must be >= 1")
     if args.threads is not None and args.threads < 1:
@@ -31,19 +33,3 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for failed in result.failed_own:
         print(f"run expectation failed (reported, not counted; see [[expect_all]]): {failed}")
     return 0 if result.ok else 1
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sweep", help="run a sweep file: many seeded runs of one scenario, cross-run expectations")
-    p.add_argument("file", help="sweep file (TOML): scenario, [axes], [[expect_all]]")
-    p.add_argument("--out", default="runs", help="output folder: writes OUT/<sweep>/<run id>.h5 and index.json")
-    p.add_argument("--workers", type=int, default=None,
-                   help="runs at a time (default: half the CPU cores locally, the cluster's CPUs on Ray)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads per run (default: the sweep file's threads, 1); on a CPU the count "
-                        "changes a run's bits")
-    p.add_argument("--ray", default=None, metavar="ADDRESS",
-                   help="run on a Ray cluster at ADDRESS ('auto', 'ray://host:10001'), or 'local' to start one")
-    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N, mps (default: the scenario's)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_sweep)
