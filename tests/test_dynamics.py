@@ -21,6 +21,11 @@ from harness.checks import CheckContext, run_check
 from harness.dynamics import collapse, dynamics_summary, flux, freeze, inhale, outward_share, supernova_end
 from harness.runner import run_scenario
 from harness.scenario.load import load_scenario
+from harness.sweep.dynamics import inhale_fraction, pooled_outward_share_between, supernova_ends_between
+from harness.sweep.expect import RunFile
+from harness.sweep.report import cross_table
+from harness.sweep.run import load_sweep, run_sweep
+from harness.sweep.spec import SweepError
 
 D = 4
 CROSS = torch.tensor([[1, 0, 0, 0], [-1, 0, 0, 0], [0, 1, 0, 0], [0, -1, 0, 0]], dtype=torch.float32)  # (4, D)
@@ -275,6 +280,89 @@ def test_outward_share_per_step_pooled_and_windowed(tmp_path, chunk):
     v = check(path, "outward_share_between", low=0.6, high=1.0, first_step=2)
     assert not v.passed and "0.500 of 4 moving steps" in v.message
     json.dumps(o.to_dict())
+
+
+# ------------------------------------------------------------------ across runs
+def test_aggregates_state_a_fraction_of_runs_and_the_spread(tmp_path):
+    inhales = write(tmp_path / "in.h5", breathing([1, 0.75, 0.5, 0.75, 1.25, 2]), n_dead=4)
+    grows = write(tmp_path / "out.h5", breathing([1, 1.5, 0.5]), n_dead=4)
+    runs = [RunFile("a", inhales, None), RunFile("b", grows, None)]
+    passed, ok, text = inhale_fraction(runs, min_fraction=0.5)
+    assert passed and ok == {"a": True, "b": False}
+    assert "in 1 of 2 runs (50%, need 50%)" in text and "depth median 50.000%" in text
+    assert not inhale_fraction(runs, min_fraction=1.0)[0]
+    assert not inhale_fraction(runs, min_fraction=0.5, min_depth=0.6)[0]
+
+    ends = write(tmp_path / "ends.h5", translated(POSITIONS), n_dead=4)
+    never = write(tmp_path / "never.h5", translated([0, 1, 2, 3]), n_dead=4)
+    runs = [RunFile("ends", ends, None), RunFile("never", never, None)]
+    passed, ok, text = supernova_ends_between(runs, low=3, high=4, min_fraction=0.5)
+    assert passed and ok == {"ends": True, "never": False} and "never settles in 1" in text
+    assert not supernova_ends_between(runs, low=0, high=3, min_fraction=0.5)[0]
+
+    out = [RunFile(k, write(tmp_path / f"o{k}.h5", outward_frames(), n_dead=4), None) for k in "xy"]
+    passed, ok, text = pooled_outward_share_between(out, low=0.45, high=0.55)
+    assert passed and "pooled 0.500 of 16 steps" in text
+    assert not pooled_outward_share_between(out, low=0.9, high=1, first_step=1)[0]
+
+
+SWEEP = """\
+name = "dyn"
+scenario = "scenarios/tiny.toml"
+set = {{"train.steps" = 3}}
+
+[axes]
+"init.seed" = [0, 1]
+
+[[expect_all]]
+id = "settles-at-once"
+check = "supernova_ends_by"
+step = 1
+exploratory = "does the cloud settle after one step?"
+
+[[expect_all]]
+check = "outward_share_between"
+low = 0
+high = 1
+{extra}
+"""
+
+
+def test_an_exploratory_expectation_is_reported_and_never_fails_the_sweep(write_scenario, tmp_path):
+    write_scenario(tied=True, tensors='["W", "loss"]')
+    path = tmp_path / "dyn.toml"
+    path.write_text(SWEEP.format(extra='[[expect_all]]\ncheck = "inhale_fraction"\nmin_fraction = 0.5\n'
+                                       'exploratory = true\n'), encoding="utf-8")
+    result = run_sweep(load_sweep(path), tmp_path / "out", workers=1, progress=False)
+    by_id = {v.id: v for v in result.cross}
+    settles = by_id["settles-at-once"]
+    assert not settles.passed and settles.exploratory == "does the cloud settle after one step?"
+    assert "never by the last step 3" in settles.message
+    assert by_id["W-outward_share_between"].passed and not by_id["W-outward_share_between"].exploratory
+    assert by_id["W-inhale_fraction"].exploratory == "exploratory" and "of 2 runs" in by_id["W-inhale_fraction"].message
+    assert result.ok, "a failed exploratory expectation must not fail the sweep"
+    table = cross_table(result.cross)
+    assert "NO    settles-at-once: 0/2 runs" in table and "(exploratory: does the cloud settle" in table
+    assert "PASS  W-outward_share_between: 2/2 runs" in table
+
+    path.write_text(SWEEP.format(extra="").replace("exploratory = \"does", "# ").replace(
+        'after one step?"', ""), encoding="utf-8")
+    strict = run_sweep(load_sweep(path), tmp_path / "out", workers=1, progress=False)  # the same runs, done
+    assert not strict.ran and not strict.ok  # not exploratory: the same verdict fails the sweep
+
+
+@pytest.mark.parametrize("extra, message", [
+    ('[[expect_all]]\ncheck = "inhale_fraction"\nexploratory = 3\n', "exploratory = 3: expected true, false or"),
+    ('[[expect_all]]\ncheck = "mean_radius_dips_before_growing"\nmin_fraction = 0.5\n',
+     "min_fraction applies to per-run checks and to aggregates that take it"),
+    ('[[expect_all]]\ncheck = "supernova_ends_between"\nlow = true\n', "low = True: expected int"),
+])
+def test_bad_dynamics_expectations_name_the_table(write_scenario, tmp_path, extra, message):
+    write_scenario(tied=True, tensors='["W", "loss"]')
+    path = tmp_path / "dyn.toml"
+    path.write_text(SWEEP.format(extra=extra), encoding="utf-8")
+    with pytest.raises(SweepError, match=rf"dyn.toml: expect_all\[2\].*{message}"):
+        load_sweep(path)
 
 
 # ------------------------------------------------------------------ a real run

@@ -37,8 +37,8 @@ def supernova_ends_by(ctx: CheckContext, step: int, tensor: str = "W", fraction:
     read = (f"dead cloud of {tensor}: speed peaks at {s.peak_speed:.4g} per step (step {s.peak_step}); it stays "
             f"below {fraction:g} of that ({s.threshold:.4g})")
     if s.end_step is None:
-        return Verdict(False, f"{read}: never by the last step {int(s.steps[-1])}; expected from step {step} or earlier",
-                       s.to_dict())
+        return Verdict(False, f"{read}: never by the last step {int(s.steps[-1])}; expected from step {step} or "
+                              "earlier", s.to_dict())
     return Verdict(s.end_step <= step, f"{read} from step {s.end_step}; expected from step {step} or earlier",
                    s.to_dict())
 
@@ -55,7 +55,8 @@ def freeze_spread_below(ctx: CheckContext, spread: float, tensor: str = "W", sta
     """The dead tokens' freeze steps spread over less than `spread` of the run (statistic:
     range_10_90 or iqr, relative to the run's length in steps)."""
     if statistic not in FREEZE_STATISTICS:
-        raise ValueError(f"freeze_spread_below: statistic = {statistic!r}: expected one of {', '.join(FREEZE_STATISTICS)}")
+        raise ValueError(f"freeze_spread_below: statistic = {statistic!r}: expected one of "
+                         f"{', '.join(FREEZE_STATISTICS)}")
     f = freeze(ctx.traj, tensor)
     value = getattr(f, FREEZE_STATISTICS[statistic])
     text = f"{_freeze_text(f, tensor)}; expected {statistic} < {spread:g}"
