@@ -7,8 +7,11 @@ is exact in bfloat16 and every expected number below is exact or close to it.
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -363,6 +366,16 @@ def test_bad_dynamics_expectations_name_the_table(write_scenario, tmp_path, extr
     path.write_text(SWEEP.format(extra=extra), encoding="utf-8")
     with pytest.raises(SweepError, match=rf"dyn.toml: expect_all\[2\].*{message}"):
         load_sweep(path)
+
+
+# ------------------------------------------------------------------ the stated definitions
+@pytest.mark.parametrize("module", ["supernova", "freeze", "flux", "inhale", "collapse", "outward"])
+def test_each_definition_is_one_sentence_in_its_module_and_in_the_docs(module):
+    doc = importlib.import_module(f"harness.dynamics.{module}").__doc__
+    sentence = " ".join(re.search(r"Definition: (.*?)\n\n", doc, re.S).group(1).split())
+    assert sentence.endswith(".") and sentence.count(". ") == 0, sentence
+    page = " ".join((Path(__file__).parent.parent / "docs" / "dynamics.md").read_text(encoding="utf-8").split())
+    assert sentence[0].upper() + sentence[1:] in page, f"docs/dynamics.md lacks the definition of {module}"
 
 
 # ------------------------------------------------------------------ a real run

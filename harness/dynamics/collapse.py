@@ -14,14 +14,14 @@ links, so a chain of rows each one ULP from the next is one cluster.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from harness.checks.measures import bf16_ordinal
 from harness.checks.registry import TokenSet
-from harness.dynamics.stream import Source, matrix_name, opened, rows_of
+from harness.dynamics.stream import Source, matrix_name, numbers, opened, rows_of
 
 DEFAULT_PAIRS = 100_000  # candidate pairs compared at once: 2 x 100,000 x 64 int32 = 51 MB
 
@@ -41,7 +41,7 @@ class Collapse:
     tokens: str
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return numbers(self)
 
 
 def components(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:

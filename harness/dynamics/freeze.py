@@ -13,14 +13,14 @@ step is known to within the recording interval.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from core.trajectory import Trajectory
 from harness.checks.registry import TokenSet
-from harness.dynamics.stream import DEFAULT_CHUNK, Source, consecutive_frames, matrix_name, opened, rows_of
+from harness.dynamics.stream import DEFAULT_CHUNK, Source, consecutive_frames, matrix_name, numbers, opened, rows_of
 
 DEFAULT_ABRUPT_BELOW = 0.1  # 10-90 % range of freeze steps / run length
 DEFAULT_BINS = 20  # histogram of freeze steps over the run
@@ -48,8 +48,7 @@ class Freeze:
     moving_fraction: np.ndarray  # (T,) share of the tokens whose row changed at each frame (0 at frame 0)
 
     def to_dict(self) -> dict:
-        skip = ("token_ids", "freeze_steps", "steps", "moving_fraction")
-        return {k: v for k, v in asdict(self).items() if k not in skip}
+        return numbers(self)
 
 
 def last_change_steps(traj: Trajectory, name: str, ids: np.ndarray, chunk: int = DEFAULT_CHUNK
