@@ -302,6 +302,8 @@ def test_aggregates_state_a_fraction_of_runs_and_the_spread(tmp_path):
     passed, ok, text = supernova_ends_between(runs, low=3, high=4, min_fraction=0.5)
     assert passed and ok == {"ends": True, "never": False} and "never settles in 1" in text
     assert not supernova_ends_between(runs, low=0, high=3, min_fraction=0.5)[0]
+    passed, _, text = supernova_ends_between(runs, low=4, min_fraction=0.5)  # high -1: no upper bound
+    assert passed and "at step 4 or later in 1 of 2 runs" in text and not supernova_ends_between(runs, low=5)[0]
 
     out = [RunFile(k, write(tmp_path / f"o{k}.h5", outward_frames(), n_dead=4), None) for k in "xy"]
     passed, ok, text = pooled_outward_share_between(out, low=0.45, high=0.55)
