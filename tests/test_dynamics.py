@@ -21,7 +21,8 @@ from core.recorder import RecordConfig, TrajectoryWriter
 from core.token_tables import TokenTables
 from core.trajectory import Trajectory
 from harness.checks import CheckContext, run_check
-from harness.dynamics import collapse, dynamics_summary, flux, freeze, inhale, outward_share, supernova_end
+from harness.dynamics import (collapse, dynamics_summary, flux, freeze, inhale, measure_dynamics, outward_share,
+                              supernova_end)
 from harness.runner import run_scenario
 from harness.scenario.load import load_scenario
 from harness.sweep.dynamics import inhale_fraction, pooled_outward_share_between, supernova_ends_between
@@ -390,6 +391,8 @@ def test_every_definition_on_a_real_smoke_run(write_scenario, tmp_path):
     summary = dynamics_summary(path)
     assert json.loads(json.dumps(summary)) == summary
     assert summary["frames"] == 7 and summary["last_step"] == 6
+    series = measure_dynamics(path).series()
+    assert all(v.shape == (7,) for v in series.values()) and series["steps"].tolist() == list(range(7))
     s = supernova_end(path)
     assert s.speed.shape == (7,) and np.isfinite(s.speed[1:]).all() and s.peak_speed > 0
     f = freeze(path)
