@@ -11,6 +11,8 @@ import importlib
 import json
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -379,6 +381,17 @@ def test_each_definition_is_one_sentence_in_its_module_and_in_the_docs(module):
     assert sentence.endswith(".") and sentence.count(". ") == 0, sentence
     page = " ".join((Path(__file__).parent.parent / "docs" / "dynamics.md").read_text(encoding="utf-8").split())
     assert sentence[0].upper() + sentence[1:] in page, f"docs/dynamics.md lacks the definition of {module}"
+
+
+def test_the_command_writes_every_definition_as_json_and_names_a_bad_input(tmp_path):
+    path = write(tmp_path / "i.h5", breathing([1, 0.75, 0.5, 0.75, 1.25, 2]), n_dead=4)
+    run = [sys.executable, "-m", "harness.dynamics", str(path)]
+    done = subprocess.run([*run, "--out", str(tmp_path / "d.json")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    written = json.loads((tmp_path / "d.json").read_text(encoding="utf-8"))
+    assert written == {str(path): dynamics_summary(path)} and written[str(path)]["inhale"]["depth"] == 0.5
+    bad = subprocess.run([*run, "--tensor", "grad_W"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and f"{path} has no 'grad_W'" in bad.stderr and "Traceback" not in bad.stderr
 
 
 # ------------------------------------------------------------------ a real run
