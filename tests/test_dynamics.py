@@ -147,6 +147,14 @@ def test_an_abrupt_freeze_vs_a_progressive_one(tmp_path, chunk):
     assert not check(progressive, "freeze_spread_below", spread=0.05, statistic="iqr").passed
 
 
+def test_a_change_is_bit_level_so_a_zero_changing_sign_is_a_move(tmp_path):
+    frames = [live_and_dead(CROSS).to(torch.bfloat16) for _ in range(4)]
+    for f in frames[2:]:
+        f[4, 3] = -0.0  # dead token 0's coordinate 3: +0 -> -0 at step 2, equal as values
+    f = freeze(write(tmp_path / "z.h5", frames, n_dead=4))
+    assert f.freeze_steps.tolist() == [2, 0, 0, 0] and f.n_frozen == 4 and f.never_moved == 3
+
+
 def test_a_cloud_still_moving_at_the_end_has_not_frozen(tmp_path):
     path = write(tmp_path / "m.h5", ulp_walk([5, 5], 5), n_dead=2)
     f = freeze(path)
