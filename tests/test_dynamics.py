@@ -133,14 +133,14 @@ def test_an_abrupt_freeze_vs_a_progressive_one(tmp_path, chunk):
     f = freeze(progressive, chunk=chunk)
     assert f.pattern == "progressive" and f.never_moved == 1 and f.still_moving == 1
     assert f.freeze_steps.tolist() == [3, 6, 9, 12, 15, 18, 21, 24, 0, 40]
-    frozen = np.array([3, 6, 9, 12, 15, 18, 21, 24, 0])
+    frozen = np.array([3, 6, 9, 12, 15, 18, 21, 24])  # not the token that never moved
     p10, p90 = np.percentile(frozen, [10, 90])
-    assert f.n_frozen == 9 and f.range_10_90_relative == pytest.approx((p90 - p10) / 40)
-    assert f.median_step == 12
+    assert f.n_frozen == 8 and f.range_10_90_relative == pytest.approx((p90 - p10) / 40)
+    assert f.median_step == 13.5
 
     assert check(abrupt, "freeze_is_abrupt").passed and not check(abrupt, "freeze_is_progressive").passed
     v = check(progressive, "freeze_is_abrupt")
-    assert not v.passed and "progressive" in v.message and "9 of 10 frozen" in v.message
+    assert not v.passed and "progressive" in v.message and "8 of 10 frozen" in v.message
     assert check(progressive, "freeze_is_progressive").passed
     assert check(progressive, "freeze_is_abrupt", abrupt_below=0.9).passed  # the threshold is the stated one
     assert check(abrupt, "freeze_spread_below", spread=0.05).passed
@@ -152,14 +152,17 @@ def test_a_change_is_bit_level_so_a_zero_changing_sign_is_a_move(tmp_path):
     for f in frames[2:]:
         f[4, 3] = -0.0  # dead token 0's coordinate 3: +0 -> -0 at step 2, equal as values
     f = freeze(write(tmp_path / "z.h5", frames, n_dead=4))
-    assert f.freeze_steps.tolist() == [2, 0, 0, 0] and f.n_frozen == 4 and f.never_moved == 3
+    assert f.freeze_steps.tolist() == [2, 0, 0, 0] and f.n_frozen == 1 and f.never_moved == 3
+    assert f.pattern == "abrupt" and f.range_10_90_relative == 0
 
 
-def test_a_cloud_still_moving_at_the_end_has_not_frozen(tmp_path):
+def test_a_cloud_still_moving_at_the_end_or_never_moving_has_not_frozen(tmp_path):
     path = write(tmp_path / "m.h5", ulp_walk([5, 5], 5), n_dead=2)
     f = freeze(path)
     assert f.pattern == "none frozen" and f.still_moving == 2 and f.range_10_90_relative is None
     assert not check(path, "freeze_spread_below", spread=1.0).passed
+    still = freeze(write(tmp_path / "still.h5", ulp_walk([0, 0, 0], 5), n_dead=3))
+    assert still.pattern == "none frozen" and still.never_moved == 3 and still.n_frozen == 0
 
 
 # ------------------------------------------------------------------ flux
