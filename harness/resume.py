@@ -64,12 +64,18 @@ class Interrupted(KeyboardInterrupt):
     it would on Ctrl-C instead of treating the stop as one failed run among others.
     """
 
-    def __init__(self, signum: int, step: int, total: int, path: Path, checkpoint: Path):
+    def __init__(self, signum: int, step: int, total: int, path: Path, checkpoint: Path, at_once: bool = False):
         self.signum, self.step, self.total, self.path, self.checkpoint = signum, step, total, path, checkpoint
         self.signal_name = signal.Signals(signum).name
         self.exit_code = 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
-        super().__init__(f"{self.signal_name} stopped the run after step {step} of {total}: {path} and its "
-                         f"checkpoint {checkpoint} are saved")
+        if at_once:
+            text = (f"a second {self.signal_name} stopped the run at once after step {step} of {total}: {path} is "
+                    f"closed with its complete frames" + (f"; its last checkpoint {checkpoint} is kept"
+                                                          if checkpoint.exists() else ""))
+        else:
+            text = f"{self.signal_name} stopped the run after step {step} of {total}: {path} and its " \
+                   f"checkpoint {checkpoint} are saved"
+        super().__init__(text)
 
 
 def run_context(resolved_scenario: dict[str, Any], corpus_fingerprint: str, tokenizer_fingerprint: str,
@@ -84,20 +90,32 @@ def run_context(resolved_scenario: dict[str, Any], corpus_fingerprint: str, toke
 # ------------------------------------------------------------------ signals
 class StopSignals:
     """While active (main thread only), SIGINT / SIGTERM ask the run to stop after the
-    current step; a second one stops it at once (KeyboardInterrupt / exit 143)."""
+    current step; a second one stops it at once (KeyboardInterrupt, which the runner turns
+    into `Interrupted`). Once the run is shutting down (`closing()`: the file being closed)
+    or has left this block after a stop, further signals are logged and ignored: a Ctrl-C
+    pressed twice never breaks the file's close or prints a traceback. After a normal end
+    the previous handlers are restored."""
 
     def __init__(self):
         self.signum: int | None = None
+        self.at_once = False  # a second signal stopped the run mid-step
+        self._closing = False
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum, frame) -> None:
+        if self._closing:
+            log.warning("%s: already stopping; the trajectory is being closed", signal.Signals(signum).name)
+            return
         if self.signum is not None:  # asked twice: stop now, the last periodic checkpoint stays
-            if signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            raise SystemExit(128 + signum)
+            self.at_once = True
+            raise KeyboardInterrupt
         self.signum = signum
         log.warning("%s: stopping after this step and writing a checkpoint (again to stop at once)",
                     signal.Signals(signum).name)
+
+    def closing(self) -> None:
+        """From now on a signal cannot interrupt: the run is closing its files."""
+        self._closing = True
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
@@ -106,6 +124,9 @@ class StopSignals:
         return self
 
     def __exit__(self, *exc_info) -> None:
+        if self.signum is not None:  # the process is stopping: keep ignoring signals on its way out
+            self._closing = True
+            return
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
