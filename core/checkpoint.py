@@ -184,6 +184,13 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; its directory is at the end
         raise CheckpointError(f"Cannot read checkpoint {path}: not a checkpoint this harness wrote ({size:,} bytes, "
                               f"no torch archive: truncated, or another kind of file).")
+    try:  # torch.load does not check the archive's CRCs: damaged tensor bytes would load as weights
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise CheckpointError(f"Cannot read checkpoint {path}: a damaged archive ({exc}).") from exc
+    if bad is not None:
+        raise CheckpointError(f"Cannot read checkpoint {path}: damaged: its entry {bad!r} fails its CRC check.")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a damaged archive, or a pickle that is not ours

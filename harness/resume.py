@@ -92,9 +92,9 @@ class StopSignals:
     """While active (main thread only), SIGINT / SIGTERM ask the run to stop after the
     current step; a second one stops it at once (KeyboardInterrupt, which the runner turns
     into `Interrupted`). Once the run is shutting down (`closing()`: the file being closed)
-    or has left this block after a stop, further signals are logged and ignored: a Ctrl-C
-    pressed twice never breaks the file's close or prints a traceback. After a normal end
-    the previous handlers are restored."""
+    further signals are logged and ignored: a Ctrl-C pressed twice never breaks the file's
+    close. The previous handlers are restored on exit (the CLI then ignores the signals on its
+    way out: `ignore_stop_signals`)."""
 
     def __init__(self):
         self.signum: int | None = None
@@ -124,12 +124,17 @@ class StopSignals:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if self.signum is not None:  # the process is stopping: keep ignoring signals on its way out
-            self._closing = True
-            return
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+
+def ignore_stop_signals() -> None:
+    """For a command on its way out after a stop: further SIGINT / SIGTERM are ignored. SIG_IGN,
+    not a Python handler, which the interpreter resets to the default while it shuts down."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def fault_hook() -> Callable[[StepResult], None] | None:

@@ -41,7 +41,7 @@ def verdict_word(passed: bool, xfail: str, exploratory: str = "") -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from core.disk import DiskFullError  # heavy (h5py): only this command needs it
-    from harness.resume import Interrupted  # heavy: only this command needs it
+    from harness.resume import Interrupted, ignore_stop_signals  # heavy: only this command needs it
     from harness.runner import evaluate, run_scenario  # heavy: only this command needs it
 
     if args.resume and args.force:
@@ -53,10 +53,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         result = run_scenario(scenario, args.out, device=args.device, overwrite=args.force, progress=not args.quiet,
                               resume=args.resume)
-    except Interrupted as stop:
-        print(f"interrupted: {stop}.", file=sys.stderr)
+    except KeyboardInterrupt as stop:  # Interrupted, or a second Ctrl-C that came on its way out
+        ignore_stop_signals()  # a third one: no traceback either
+        print(f"interrupted: {stop}." if isinstance(stop, Interrupted) else "interrupted.", file=sys.stderr)
         print(f"resume with: {resume_command(args)}", file=sys.stderr)
-        return stop.exit_code
+        return getattr(stop, "exit_code", 130)
     except DiskFullError as full:  # the frames on disk are safe: say so, and how to go on
         print(f"disk full: {full}", file=sys.stderr)
         if (Path(args.out) / f"{scenario.name}.h5").exists():
