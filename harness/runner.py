@@ -215,7 +215,6 @@ def run_scenario(
             except KeyboardInterrupt:
                 if not stop.at_once:
                     raise  # Interrupted (the checkpointer's), or a Ctrl-C outside a run's own handler
-                interrupted_at = training.steps_done
             except Exception as exc:
                 if not is_out_of_memory(exc):
                     raise
@@ -225,7 +224,7 @@ def run_scenario(
                 step_log.close()
                 writer.close()
         if stop.at_once:
-            raise Interrupted(stop.signum, interrupted_at, steps, path, ckpt, at_once=True)
+            raise Interrupted(stop.signum, training.steps_done, steps, path, ckpt, at_once=True)
         if out_of_memory is not None:
             if not resume and training.steps_done == 0:  # nothing but the initial frame: leave nothing half-made
                 path.unlink(missing_ok=True)
@@ -247,8 +246,8 @@ def check_batch_fits(scenario: Scenario, training: Training) -> None:
     free = available_bytes(training.device)
     if free is not None and need > free:
         raise ScenarioError(f"{scenario.path}: data.batch_size = {scenario.data.batch_size}: one step needs more than "
-                            f"{need / 2**30:.1f} GiB ({windows:,} windows of data.seq_len = {scenario.data.seq_len} tokens, "
-                            f"model.vocab_size = {model.vocab_size:,} logits each), "
+                            f"{need / 2**30:.1f} GiB ({windows:,} windows of data.seq_len = {scenario.data.seq_len} "
+                            f"tokens, model.vocab_size = {model.vocab_size:,} logits each), "
                             f"{free / 2**30:.1f} GiB of memory is free on {training.device}; lower data.batch_size.")
 
 

@@ -135,6 +135,7 @@ def test_report_and_compress_name_the_damaged_file(runs, kind, damage, tmp_path,
         assert not (tmp_path / "c.h5").exists()
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize("damage", [d for d in DAMAGES if d != "foreign-hdf5"])
 def test_resume_refuses_a_damaged_file_or_finishes_the_true_run(runs, scenario, damage, tmp_path, capsys):
     path = damaged_copy(runs, "killed", damage, tmp_path)
