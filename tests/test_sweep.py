@@ -328,25 +328,37 @@ def test_pool_workers_die_with_a_killed_sweep(sweep_file, tmp_path):
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     session = proc.pid
     try:
-        deadline = time.monotonic() + 120
-        while not [p for p in psutil.process_iter(["status"]) if p.pid != session and _in_session(p, session)
-                   and p.info["status"] == psutil.STATUS_STOPPED]:
-            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read().decode()
-            time.sleep(0.2)
+        _wait_for_a_stopped_worker(psutil, proc, session)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            left = [p.pid for p in psutil.process_iter() if _in_session(p, session)]
-            if not left:
-                break
-            time.sleep(0.2)
+        left = _left_in_session(psutil, session)
         assert not left, f"processes of the killed sweep still alive: {left}"
     finally:
-        try:
-            os.killpg(session, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _kill_session(session)
+
+
+def _wait_for_a_stopped_worker(psutil, proc: subprocess.Popen, session: int) -> None:
+    """Until a process of the sweep's session is stopped (the fault hook's SIGSTOP, mid-run)."""
+    deadline = time.monotonic() + 120
+    while not [p for p in psutil.process_iter(["status"]) if p.pid != session and _in_session(p, session)
+               and p.info["status"] == psutil.STATUS_STOPPED]:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+        time.sleep(0.2)
+
+
+def _left_in_session(psutil, session: int, wait_s: float = 10) -> list[int]:
+    """The processes of `session` still alive after up to `wait_s` seconds."""
+    deadline = time.monotonic() + wait_s
+    while (left := [p.pid for p in psutil.process_iter() if _in_session(p, session)]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def _kill_session(session: int) -> None:
+    try:
+        os.killpg(session, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _in_session(process, session: int) -> bool:
@@ -373,11 +385,7 @@ def test_a_signal_stops_the_sweep_marks_its_runs_interrupted_and_a_rerun_finishe
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     session = proc.pid
     try:
-        deadline = time.monotonic() + 120
-        while not [p for p in psutil.process_iter(["status"]) if p.pid != session and _in_session(p, session)
-                   and p.info["status"] == psutil.STATUS_STOPPED]:
-            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
-            time.sleep(0.2)
+        _wait_for_a_stopped_worker(psutil, proc, session)
         if sig == signal.SIGTERM:
             proc.send_signal(sig)
         else:
@@ -388,16 +396,10 @@ def test_a_signal_stops_the_sweep_marks_its_runs_interrupted_and_a_rerun_finishe
         assert proc.returncode == 128 + sig, err[-3000:]
         assert "Traceback" not in err, err[-3000:]
         assert f"interrupted: {sig.name} stopped sweep smoke: 1 run(s) in flight marked interrupted" in err, err[-3000:]
-        deadline = time.monotonic() + 10  # the pool's resource tracker ends once the sweep's pipe closes
-        while (left := [(p.pid, p.name()) for p in psutil.process_iter() if _in_session(p, session)]) \
-                and time.monotonic() < deadline:
-            time.sleep(0.2)
+        left = _left_in_session(psutil, session)  # the pool's resource tracker ends once the sweep's pipe closes
         assert not left, f"processes of the stopped sweep still alive: {left}"
     finally:
-        try:
-            os.killpg(session, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _kill_session(session)
     stopped = read_index(out / "smoke")["runs"]
     assert sorted(e["status"] for e in stopped.values()) == ["interrupted", "pending", "pending", "pending"]
     if sig == signal.SIGINT:
@@ -408,3 +410,35 @@ def test_a_signal_stops_the_sweep_marks_its_runs_interrupted_and_a_rerun_finishe
     reference = trajectories(pool_run.folder)
     for rid, path in trajectories(out / "smoke").items():
         assert differing_attributes(path, reference[rid]) == set(), rid
+
+
+@pytest.mark.faults
+def test_a_sigterm_stops_a_ray_sweep_and_marks_its_run_interrupted(sweep_file, tmp_path):
+    """The same on the Ray backend (`--ray local`, a Ray instance of the sweep's own): the task in
+    flight is cancelled with force (Ray cannot hand a task a SIGTERM; its file is left as after a
+    kill -9, and a rerun starts it over), exit 143 without a traceback, the run "interrupted",
+    and Ray's own processes gone with the sweep."""
+    psutil = pytest.importorskip("psutil")
+    pytest.importorskip("ray")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "sweep", str(sweep_file), "--out", str(out),
+                             "--workers", "1", "-q", "--ray", "local"], cwd=ROOT, start_new_session=True,
+                            env={**os.environ, FAULT_ENV: "2:SIGSTOP"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    session = proc.pid
+    try:
+        deadline = time.monotonic() + 180
+        while not ((out / "smoke" / "index.json").exists()
+                   and "running" in {e["status"] for e in read_index(out / "smoke")["runs"].values()}):
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()[-3000:]
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 143, err[-3000:]
+        assert "Traceback" not in err and "stopped sweep smoke: 1 run(s) in flight marked interrupted" in err, err[-3000:]
+        left = _left_in_session(psutil, session, wait_s=20)
+        assert not left, f"processes of the stopped Ray sweep still alive: {left}"
+    finally:
+        _kill_session(session)
+    statuses = sorted(e["status"] for e in read_index(out / "smoke")["runs"].values())
+    assert statuses == ["interrupted", "pending", "pending", "pending"]
