@@ -21,6 +21,7 @@ deterministic crash or stop for the resume tests, with no sleeps or races.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import json
 import logging
@@ -94,7 +95,7 @@ class StopSignals:
     into `Interrupted`). Once the run is shutting down (`closing()`: the file being closed)
     further signals are logged and ignored: a Ctrl-C pressed twice never breaks the file's
     close. The previous handlers are restored on exit (the CLI then ignores the signals on its
-    way out: `ignore_stop_signals`)."""
+    way out: `ignore_stop_signals_at_exit`)."""
 
     def __init__(self):
         self.signum: int | None = None
@@ -129,9 +130,21 @@ class StopSignals:
         self._previous.clear()
 
 
-def ignore_stop_signals() -> None:
-    """For a command on its way out after a stop: further SIGINT / SIGTERM are ignored. SIG_IGN,
-    not a Python handler, which the interpreter resets to the default while it shuts down."""
+def ignore_stop_signals_at_exit() -> None:
+    """For a command that a signal stopped: once the interpreter shuts down, SIGINT / SIGTERM are
+    ignored (SIG_IGN, set at exit: the interpreter resets Python handlers to the default while it
+    shuts down, and one more Ctrl-C then killed it by the signal). Until then, an in-process
+    caller (a test) keeps its handlers."""
+    global _ignore_registered
+    if not _ignore_registered:
+        atexit.register(_ignore_stop_signals)
+        _ignore_registered = True
+
+
+_ignore_registered = False
+
+
+def _ignore_stop_signals() -> None:
     if threading.current_thread() is threading.main_thread():
         for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)

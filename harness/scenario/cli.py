@@ -41,7 +41,7 @@ def verdict_word(passed: bool, xfail: str, exploratory: str = "") -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from core.disk import DiskFullError  # heavy (h5py): only this command needs it
-    from harness.resume import Interrupted, ignore_stop_signals  # heavy: only this command needs it
+    from harness.resume import Interrupted, ignore_stop_signals_at_exit  # heavy: only this command needs it
     from harness.runner import evaluate, run_scenario  # heavy: only this command needs it
 
     if args.resume and args.force:
@@ -54,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = run_scenario(scenario, args.out, device=args.device, overwrite=args.force, progress=not args.quiet,
                               resume=args.resume)
     except KeyboardInterrupt as stop:  # Interrupted, or a second Ctrl-C that came on its way out
-        ignore_stop_signals()  # a third one: no traceback either
+        ignore_stop_signals_at_exit()  # one more while the interpreter shuts down: ignored
         print(f"interrupted: {stop}." if isinstance(stop, Interrupted) else "interrupted.", file=sys.stderr)
         print(f"resume with: {resume_command(args)}", file=sys.stderr)
         return getattr(stop, "exit_code", 130)

@@ -10,7 +10,7 @@ log = logging.getLogger(__name__)
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from harness.resume import ignore_stop_signals  # heavy: only this command needs it
+    from harness.resume import ignore_stop_signals_at_exit  # heavy: only this command needs it
     from harness.sweep.run import SweepInterrupted, load_sweep, run_sweep  # heavy: only this command needs it
     from harness.sweep.report import cross_table, summary_table  # heavy: only this command needs it
 
@@ -23,7 +23,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         result = run_sweep(sweep, args.out, workers=args.workers, ray=args.ray, threads=args.threads,
                            device=args.device, progress=not args.quiet)
     except SweepInterrupted as stop:
-        ignore_stop_signals()  # on its way out: a further Ctrl-C prints no traceback
+        ignore_stop_signals_at_exit()  # one more while the interpreter shuts down: ignored
         print(f"interrupted: {stop}.", file=sys.stderr)
         return stop.exit_code
     print(summary_table(result.index, [r.id for r in sweep.runs]))

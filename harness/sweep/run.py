@@ -63,7 +63,7 @@ class SweepInterrupted(KeyboardInterrupt):
 
 class _SweepSignals:
     """While active (main thread only), SIGINT / SIGTERM raise KeyboardInterrupt once; later ones,
-    while the sweep stops its workers and on its way out, are logged and ignored (no traceback)."""
+    while the sweep stops its workers, are logged and ignored (no traceback)."""
 
     def __init__(self):
         self.signum: int | None = None
@@ -83,9 +83,13 @@ class _SweepSignals:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if self.signum is None:  # after a stop the handlers stay: the process is on its way out
-            for sig, handler in self._previous.items():
-                signal.signal(sig, handler)
+        if self.signum is None:  # after a stop they stay until the workers are stopped: `restore()`
+            self.restore()
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
 
 
 @dataclass
@@ -221,7 +225,10 @@ def _execute(sweep: Sweep, todo: list[RunSpec], folder: Path, index: dict[str, A
         for rid in stopped:
             index["runs"][rid].update(status="interrupted", error=f"stopped by {signal.Signals(signum).name}")
         write_index(folder, index)
-        backend.stop(list(in_flight))
+        try:
+            backend.stop(list(in_flight))
+        finally:
+            signals.restore()
         raise SweepInterrupted(signum, sweep.name, stopped, folder / "index.json") from None
     finally:
         bar.close()
