@@ -38,6 +38,17 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def faults(session: nox.Session) -> None:
+    """The fault suite alone (tests marked `faults`: real processes, files and signals; also part of
+    `tests`). Its disk-full cases mount a small tmpfs, which needs root: elsewhere they are skipped,
+    and pytest's summary says so (-ra)."""
+    install_project(session)
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        session.warn("not root: the disk-full cases (a small tmpfs) will be skipped, not run")
+    session.run("python", "-m", "pytest", "tests", "-m", "faults", "-ra", *session.posargs)
+
+
+@nox.session(default=False)
 def benchmarks(session: nox.Session) -> None:
     """Benchmarks: saves each run per machine and fails on a mean regression over 10 %
     against the last saved run of the same machine (first run: nothing to compare)."""

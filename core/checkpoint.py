@@ -22,6 +22,7 @@ import logging
 import os
 import random
 import shutil
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_VERSION = 1
 SUFFIX = ".ckpt"
+CHECKPOINT_KEYS = ("checkpoint_version", "format_version", "steps_done", "frames", "context", "model", "optimizer",
+                   "data_order", "rng")
 
 
 class CheckpointError(RuntimeError):
@@ -170,15 +173,38 @@ def _fsync_dir(folder: Path) -> None:
 
 # ------------------------------------------------------------------ reading
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint; an empty, truncated, foreign or damaged file raises CheckpointError naming
+    it and what is wrong (before: torch's bare messages, "pop from empty list" or nothing at all)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No checkpoint {path}.")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"Cannot read checkpoint {path}: the file is empty (0 bytes).")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; its directory is at the end
+        raise CheckpointError(f"Cannot read checkpoint {path}: not a checkpoint this harness wrote ({size:,} bytes, "
+                              f"no torch archive: truncated, or another kind of file).")
+    try:  # torch.load does not check the archive's CRCs: damaged tensor bytes would load as weights
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise CheckpointError(f"Cannot read checkpoint {path}: a damaged archive ({exc}).") from exc
+    if bad is not None:
+        raise CheckpointError(f"Cannot read checkpoint {path}: damaged: its entry {bad!r} fails its CRC check.")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
-        version = raw["checkpoint_version"]
-        if version != CHECKPOINT_VERSION:
-            raise CheckpointMismatch(f"Checkpoint {path} has checkpoint_version {version}; this harness reads "
-                                     f"{CHECKPOINT_VERSION}.")
+    except Exception as exc:  # a damaged archive, or a pickle that is not ours
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"Cannot read checkpoint {path}: damaged or not a checkpoint ({first}).") from exc
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(raw, dict) or k not in raw]
+    if missing:
+        raise CheckpointError(f"Cannot read checkpoint {path}: not a checkpoint this harness wrote (no "
+                              f"{', '.join(missing)}).")
+    version = raw["checkpoint_version"]
+    if version != CHECKPOINT_VERSION:
+        raise CheckpointMismatch(f"Checkpoint {path} has checkpoint_version {version}; this harness reads "
+                                 f"{CHECKPOINT_VERSION}.")
+    try:
         return Checkpoint(
             path=path,
             steps_done=int(raw["steps_done"]),
@@ -187,10 +213,8 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             context=json.loads(raw["context"]),
             state={k: raw[k] for k in ("model", "optimizer", "data_order", "rng")},
         )
-    except CheckpointError:
-        raise
-    except Exception as exc:  # a truncated or foreign file: say which
-        raise CheckpointError(f"Cannot read checkpoint {path}: {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"Cannot read checkpoint {path}: a damaged entry ({exc}).") from exc
 
 
 def differences(saved: Any, now: Any, prefix: str = "") -> list[str]:

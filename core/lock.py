@@ -28,6 +28,10 @@ class WriterBusy(RuntimeError):
     """Another live process writes this trajectory."""
 
 
+class LockFileError(RuntimeError):
+    """The lock file cannot be made: a read-only or missing folder; the message names the trajectory."""
+
+
 def lock_path(trajectory: str | os.PathLike) -> Path:
     trajectory = Path(trajectory)
     return trajectory.with_name(trajectory.name + ".lock")
@@ -69,7 +73,11 @@ class WriterLock:
             log.warning("no fcntl here: %s is written without a lock against a second writer", self.trajectory)
             return self
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:  # EROFS, EACCES, ENOENT: before, an OSError traceback
+                raise LockFileError(f"Cannot write trajectory {self.trajectory}: its lock file {self.path} cannot be "
+                                    f"made ({exc.strerror or exc}).") from exc
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -21,6 +21,7 @@ deterministic crash or stop for the resume tests, with no sleeps or races.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import json
 import logging
@@ -64,12 +65,18 @@ class Interrupted(KeyboardInterrupt):
     it would on Ctrl-C instead of treating the stop as one failed run among others.
     """
 
-    def __init__(self, signum: int, step: int, total: int, path: Path, checkpoint: Path):
+    def __init__(self, signum: int, step: int, total: int, path: Path, checkpoint: Path, at_once: bool = False):
         self.signum, self.step, self.total, self.path, self.checkpoint = signum, step, total, path, checkpoint
         self.signal_name = signal.Signals(signum).name
         self.exit_code = 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
-        super().__init__(f"{self.signal_name} stopped the run after step {step} of {total}: {path} and its "
-                         f"checkpoint {checkpoint} are saved")
+        if at_once:
+            text = (f"a second {self.signal_name} stopped the run at once after step {step} of {total}: {path} is "
+                    f"closed with its complete frames" + (f"; its last checkpoint {checkpoint} is kept"
+                                                          if checkpoint.exists() else ""))
+        else:
+            text = f"{self.signal_name} stopped the run after step {step} of {total}: {path} and its " \
+                   f"checkpoint {checkpoint} are saved"
+        super().__init__(text)
 
 
 def run_context(resolved_scenario: dict[str, Any], corpus_fingerprint: str, tokenizer_fingerprint: str,
@@ -84,20 +91,32 @@ def run_context(resolved_scenario: dict[str, Any], corpus_fingerprint: str, toke
 # ------------------------------------------------------------------ signals
 class StopSignals:
     """While active (main thread only), SIGINT / SIGTERM ask the run to stop after the
-    current step; a second one stops it at once (KeyboardInterrupt / exit 143)."""
+    current step; a second one stops it at once (KeyboardInterrupt, which the runner turns
+    into `Interrupted`). Once the run is shutting down (`closing()`: the file being closed)
+    further signals are logged and ignored: a Ctrl-C pressed twice never breaks the file's
+    close. The previous handlers are restored on exit (the CLI then ignores the signals on its
+    way out: `ignore_stop_signals_at_exit`)."""
 
     def __init__(self):
         self.signum: int | None = None
+        self.at_once = False  # a second signal stopped the run mid-step
+        self._closing = False
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum, frame) -> None:
+        if self._closing:
+            log.warning("%s: already stopping; the trajectory is being closed", signal.Signals(signum).name)
+            return
         if self.signum is not None:  # asked twice: stop now, the last periodic checkpoint stays
-            if signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            raise SystemExit(128 + signum)
+            self.at_once = True
+            raise KeyboardInterrupt
         self.signum = signum
         log.warning("%s: stopping after this step and writing a checkpoint (again to stop at once)",
                     signal.Signals(signum).name)
+
+    def closing(self) -> None:
+        """From now on a signal cannot interrupt: the run is closing its files."""
+        self._closing = True
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
@@ -109,6 +128,26 @@ class StopSignals:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+
+def ignore_stop_signals_at_exit() -> None:
+    """For a command that a signal stopped: once the interpreter shuts down, SIGINT / SIGTERM are
+    ignored (SIG_IGN, set at exit: the interpreter resets Python handlers to the default while it
+    shuts down, and one more Ctrl-C then killed it by the signal). Until then, an in-process
+    caller (a test) keeps its handlers."""
+    global _ignore_registered
+    if not _ignore_registered:
+        atexit.register(_ignore_stop_signals)
+        _ignore_registered = True
+
+
+_ignore_registered = False
+
+
+def _ignore_stop_signals() -> None:
+    if threading.current_thread() is threading.main_thread():
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def fault_hook() -> Callable[[StepResult], None] | None:

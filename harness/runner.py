@@ -17,9 +17,11 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from core.checkpoint import checkpoint_bytes, checkpoint_path
+from core.disk import RecorderError
 from core.fast import choose_kernels
 from core.fast.staging import frame_stager
 from core.lock import WriterLock
+from core.memory import available_bytes, is_out_of_memory, step_bytes_estimate
 from core.optim import describe_groups
 from core.recorder import TrajectoryWriter
 from core.run import train_and_record
@@ -28,10 +30,10 @@ from core.token_tables import TokenTables, input_usage
 from core.train import Training
 from core.trajectory import Trajectory
 from harness.checks import CheckContext, Verdict, run_check
-from harness.resume import (Checkpointer, StopSignals, fault_hook, refuse_to_overwrite, resume_writer, run_context,
-                            run_environment)
+from harness.resume import (Checkpointer, Interrupted, StopSignals, fault_hook, refuse_to_overwrite, resume_writer,
+                            run_context, run_environment)
 from harness.run_folder import RunLog, command_line, held_lines, write_scenario_file
-from harness.scenario.schema import DEFAULT_DATA, Expectation, Scenario, applicable
+from harness.scenario.schema import DEFAULT_DATA, Expectation, Scenario, ScenarioError, applicable
 
 log = logging.getLogger(__name__)
 
@@ -143,14 +145,22 @@ def run_scenario(
     A run holds its trajectory's writer lock (core/lock.py) from before it touches the file."""
     with held_lines() as held:  # for the log file, which opens once the run may write it
         data = prepare_scenario_data(scenario)
+        window = scenario.data.seq_len + 1
+        if len(data.ids) < window:  # before: an error naming neither the corpus nor the key
+            raise ScenarioError(f"{scenario.path}: data.corpus = {str(data.corpus_path)!r} has {len(data.ids)} "
+                                f"tokens, fewer than one window of data.seq_len + 1 = {window} tokens.")
         train_cfg = dataclasses.replace(scenario.train, device=device or scenario.train.device)
         kernels = choose_kernels(train_cfg, train_cfg.device)
         training = Training(data.ids, scenario.model, scenario.init, scenario.data, scenario.optimizer, train_cfg,
                             kernels)
     if prepare is not None:
         prepare(training)
+    check_batch_fits(scenario, training)  # before anything is written
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a read-only or unwritable place: before, an OSError traceback
+        raise RecorderError(f"Cannot make the output folder {out_dir}: {exc.strerror or exc}.") from exc
     path = path or out_dir / f"{scenario.name}.h5"
     metadata = {
         "scenario": scenario.resolved(),
@@ -206,19 +216,52 @@ def run_scenario(
                     hook(result)
 
             start, steps_before = time.perf_counter(), training.steps_done
-            try:
-                # log lines around a bar: only with a bar (the redirect drops the console handler's level)
-                redirect = nullcontext() if step_log.bar.disable else logging_redirect_tqdm()
-                with redirect, StopSignals() as stop:
-                    checkpointer.stop = stop
+            out_of_memory = None
+            # log lines around a bar: only with a bar (the redirect drops the console handler's level)
+            redirect = nullcontext() if step_log.bar.disable else logging_redirect_tqdm()
+            with redirect, StopSignals() as stop:
+                checkpointer.stop = stop
+                try:
                     if not resume and scenario.record.checkpoint_every:
                         checkpointer.save()  # step 0: a run killed before its first periodic checkpoint resumes too
                     train_and_record(training, writer, on_step=on_step, until=steps)
-            finally:
-                step_log.close()
-                writer.close()
+                except KeyboardInterrupt:
+                    if not stop.at_once:
+                        raise  # Interrupted (the checkpointer's), or a Ctrl-C outside a run's own handler
+                except Exception as exc:
+                    if not is_out_of_memory(exc):
+                        raise
+                    out_of_memory = exc
+                finally:
+                    stop.closing()  # a further Ctrl-C now cannot break the file's close
+                    step_log.close()
+                    writer.close()
+        if stop.at_once:
+            raise Interrupted(stop.signum, training.steps_done, steps, path, ckpt, at_once=True)
+        if out_of_memory is not None:
+            if not resume and training.steps_done == 0:  # nothing but the initial frame: leave nothing half-made
+                for made in (path, ckpt, path.with_suffix(".toml"), path.with_suffix(".log")):
+                    made.unlink(missing_ok=True)
+            raise ScenarioError(f"{scenario.path}: data.batch_size = {scenario.data.batch_size}: step "
+                                f"{training.steps_done + 1} ran out of memory on {training.device} "
+                                f"({str(out_of_memory).strip().splitlines()[0][:200]}); lower data.batch_size "
+                                f"or data.seq_len.") from out_of_memory
         ckpt.unlink(missing_ok=True)  # complete: nothing left to resume
         return RunResult(scenario, path, time.perf_counter() - start, steps, steps_before if resume else None)
+
+
+def check_batch_fits(scenario: Scenario, training: Training) -> None:
+    """Refuse a batch whose step surely cannot fit in the memory left (core/memory.py's estimate)."""
+    windows = min(scenario.data.batch_size, training.batches.order.n_windows)  # an epoch's first batch
+    model = scenario.model
+    need = step_bytes_estimate(windows, scenario.data.seq_len, model.vocab_size, model.n_embd, model.n_layer,
+                               model.n_head)
+    free = available_bytes(training.device)
+    if free is not None and need > free:
+        raise ScenarioError(f"{scenario.path}: data.batch_size = {scenario.data.batch_size}: one step needs more than "
+                            f"{need / 2**30:.1f} GiB ({windows:,} windows of data.seq_len = {scenario.data.seq_len} "
+                            f"tokens, model.vocab_size = {model.vocab_size:,} logits each), "
+                            f"{free / 2**30:.1f} GiB of memory is free on {training.device}; lower data.batch_size.")
 
 
 def evaluate(scenario: Scenario, path: Path, device: str | None = None) -> list[tuple[Expectation, Verdict]]:

@@ -135,6 +135,7 @@ def test_report_and_compress_name_the_damaged_file(runs, kind, damage, tmp_path,
         assert not (tmp_path / "c.h5").exists()
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize("damage", [d for d in DAMAGES if d != "foreign-hdf5"])
 def test_resume_refuses_a_damaged_file_or_finishes_the_true_run(runs, scenario, damage, tmp_path, capsys):
     path = damaged_copy(runs, "killed", damage, tmp_path)
@@ -163,3 +164,40 @@ def test_an_intact_killed_run_still_opens_and_resumes(runs, scenario, tmp_path):
     with Trajectory(path) as traj:
         assert not traj.swmr and len(traj) == 9
     assert differing_attributes(path, runs["finished"]) <= {"resumed_at_steps"}
+
+
+def _zip_of_junk(path: Path) -> None:
+    """A zip archive, as torch.save writes, holding no checkpoint."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("archive/data.pkl", b"\x80\x02junk")
+
+
+CHECKPOINT_DAMAGES = {
+    "empty": lambda p: os.truncate(p, 0),
+    "cut-to-half": lambda p: os.truncate(p, p.stat().st_size // 2),
+    "random-bytes": lambda p: p.write_bytes(np.random.default_rng(1).bytes(20_000)),
+    "another-torch-file": lambda p: torch.save({"weights": torch.zeros(3)}, p),
+    "zip-of-junk": _zip_of_junk,
+    "inside-overwritten": lambda p: overwrite(p, p.stat().st_size // 3, b"\xff" * 4096),
+}
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("damage", list(CHECKPOINT_DAMAGES))
+def test_resume_from_a_bad_checkpoint_is_a_clear_error_and_touches_nothing(runs, scenario, damage, tmp_path, capsys):
+    """Before: "pop from empty list", an empty message, or torch's multi-line weights_only text."""
+    path = damaged_copy(runs, "killed", "cut-last-kB", tmp_path)
+    shutil.copy(runs["killed"], path)  # the trajectory whole: only the checkpoint is bad
+    ckpt = checkpoint_path(path)
+    CHECKPOINT_DAMAGES[damage](ckpt)
+    before = path.read_bytes(), ckpt.read_bytes()
+    code = main(["run", str(scenario), "--out", str(path.parent), "--no-check", "-q", "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2, err[-2000:]
+    assert "Traceback" not in err and "pop from empty list" not in err
+    line = next(line for line in err.splitlines() if line.startswith("error: "))
+    assert line.startswith(f"error: Cannot read checkpoint {ckpt}: ") and len(line) > len(f"error: Cannot read "
+                                                                                         f"checkpoint {ckpt}: ") + 10
+    assert (path.read_bytes(), ckpt.read_bytes()) == before  # the trajectory and the checkpoint untouched

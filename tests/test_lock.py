@@ -13,7 +13,7 @@ import pytest
 
 from core.lock import WriterBusy, WriterLock, holder, lock_path
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="fcntl.flock")
+pytestmark = [pytest.mark.faults, pytest.mark.skipif(sys.platform == "win32", reason="fcntl.flock")]
 REPO = Path(__file__).resolve().parent.parent
 
 

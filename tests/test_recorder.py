@@ -256,6 +256,7 @@ def poll_frames(path: Path, at_least: int, proc: subprocess.Popen, timeout: floa
     raise AssertionError("timed out waiting for frames")
 
 
+@pytest.mark.faults
 @pytest.mark.slow
 @pytest.mark.parametrize("compression", ["none", "delta-zstd"])
 def test_sigkill_mid_run_leaves_every_complete_frame_exact(tmp_path, random_ids, compression):
@@ -304,6 +305,7 @@ def run_child(path: Path, steps: int, *extra: str) -> subprocess.CompletedProces
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.faults
 @pytest.mark.slow
 def test_full_disk_stops_cleanly_and_keeps_every_written_frame(small_disk):
     # 4 tensors of 128 KiB: 0.5 MiB a frame, so about 5 frames fit in 3 MiB beside the reserve.
@@ -320,6 +322,7 @@ def test_full_disk_stops_cleanly_and_keeps_every_written_frame(small_disk):
         assert traj.meta["closed_cleanly"] is False
 
 
+@pytest.mark.faults
 @pytest.mark.slow
 @pytest.mark.parametrize("fill_after", ["the file appears", "step 1"])
 def test_a_disk_filled_by_another_process_ends_the_run_cleanly(small_disk, fill_after):
@@ -355,6 +358,7 @@ def test_a_disk_filled_by_another_process_ends_the_run_cleanly(small_disk, fill_
                 assert torch.isfinite(traj["W"][frame].float()).all()
 
 
+@pytest.mark.faults
 @pytest.mark.slow
 def test_failed_hdf5_write_still_names_the_frames_that_are_safe(tmp_path):
     # A file-size limit makes HDF5's own write fail (EFBIG), past the free-space guard.

@@ -122,6 +122,7 @@ def snapshot(*paths: Path) -> dict[Path, bytes]:
 
 
 # ------------------------------------------------------------------ crashes and stops
+@pytest.mark.faults
 def test_sigkill_at_a_random_step_then_resume_gives_the_identical_file(tmp_path, scenario, reference, capsys):
     kill_after = random.Random(8).randint(2, STEPS - 1)
     out = tmp_path / "out"
@@ -141,6 +142,7 @@ def test_sigkill_at_a_random_step_then_resume_gives_the_identical_file(tmp_path,
     assert not checkpoint_path(path).exists()
 
 
+@pytest.mark.faults
 def test_sigterm_stops_cleanly_and_prints_the_command_that_resumes(tmp_path, scenario, reference):
     stop_after = 5
     out = tmp_path / "out"
@@ -362,6 +364,7 @@ def small_training(random_ids, steps: int = 3) -> Training:
                     train_cfg=TrainConfig(steps=steps, device="cpu"))
 
 
+@pytest.mark.faults
 def test_a_checkpoint_write_that_fails_keeps_the_previous_one(tmp_path, random_ids, file_size_limit):
     training, path = small_training(random_ids), tmp_path / "run.ckpt"
     training.step()
@@ -377,6 +380,7 @@ def test_a_checkpoint_write_that_fails_keeps_the_previous_one(tmp_path, random_i
     assert [p.name for p in tmp_path.iterdir()] == ["run.ckpt"]  # no temporary file left
 
 
+@pytest.mark.faults
 def test_a_full_disk_is_refused_before_the_checkpoint_is_written(tmp_path, random_ids):
     training = small_training(random_ids)
     path = tmp_path / "run.ckpt"
@@ -403,6 +407,7 @@ def test_clearing_flags_refuses_a_file_that_is_not_hdf5(tmp_path):
     assert path.read_bytes() == b"plain text, not a superblock"
 
 
+@pytest.mark.faults
 def test_a_run_that_cannot_fit_is_refused_up_front_with_exit_code_1(scenario, tmp_path, capsys):
     """On a 3 MiB filesystem: the frames, the reserve and the checkpoint cannot fit. Refused in
     seconds, before anything is written, naming the file and 'disk full'; no traceback."""
@@ -421,6 +426,7 @@ def test_a_run_that_cannot_fit_is_refused_up_front_with_exit_code_1(scenario, tm
         subprocess.run(["umount", str(mount)], check=True)
 
 
+@pytest.mark.faults
 def test_a_second_writer_on_a_live_runs_file_is_refused(scenario, tmp_path):
     """While a run writes (held at a step by the fault hook's SIGSTOP), `--force` and `--resume`
     on its file are refused at once naming the holder; the first run then finishes its file."""
@@ -450,6 +456,7 @@ def test_a_second_writer_on_a_live_runs_file_is_refused(scenario, tmp_path):
         assert len(traj) == STEPS // EVERY + 1 and not traj.swmr
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize("steps", ["1000000000000", "100000000000000000000000"])
 def test_a_run_of_impossible_length_is_refused_in_seconds(scenario, tmp_path, capsys, steps):
     """Before: 10**12 steps hung before the disk check (the token tables' pass over every planned

@@ -172,6 +172,7 @@ def test_relative_data_paths_resolve_against_the_scenario_file(tmp_path, tiny_da
     ("optimizer.max_grad_norm=-1.0", "optimizer.max_grad_norm = -1.0: must be >= 0"),
     ("train.steps=0", "train.steps = 0: must be >= 1"),
 ])
+@pytest.mark.faults
 def test_impossible_numbers_are_validation_errors_that_name_the_override(write_scenario, override, says):
     path = write_scenario()
     with pytest.raises(ScenarioError) as caught:

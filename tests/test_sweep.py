@@ -193,6 +193,7 @@ check = "mean_radius_dips_before_growing"
 
 
 # ------------------------------------------------------------------ killed, then finished
+@pytest.mark.faults
 def test_a_killed_sweep_finishes_only_what_was_missing(sweep_file, pool_run, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, PAUSE_ENV: "1"}
@@ -265,6 +266,10 @@ BAD = {
                    "axes.init.seed = 'one': init.seed = 'one' has the wrong type: expected int"),
     "impossible value": ('scenario = "scenarios/tiny.toml"\nset = {"train.steps" = 0}\n',
                          "set.train.steps = 0: "),
+    "empty axes": ('scenario = "scenarios/tiny.toml"\n[axes]\n', "axes has no knob: give it at least one"),
+    "empty nested axes": ('scenario = "scenarios/tiny.toml"\n[axes.init]\n', "axes has no knob"),
+    "empty axis values": ('scenario = "scenarios/tiny.toml"\n[axes]\n"init.seed" = []\n',
+                          "axes.init.seed must be a non-empty list of values, got []"),
     "not a list": ('scenario = "scenarios/tiny.toml"\n[axes]\n"init.seed" = 3\n',
                    "axes.init.seed must be a non-empty list of values, got 3"),
     "zip lengths": ('scenario = "scenarios/tiny.toml"\nmode = "zip"\n[axes]\n"init.seed" = [0, 1]\n'
@@ -284,6 +289,7 @@ BAD = {
 }
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_sweep_files_are_clear_errors_naming_file_and_key(case, tmp_path, tiny_data):
     write_tiny(tmp_path, tiny_data)
@@ -296,6 +302,7 @@ def test_bad_sweep_files_are_clear_errors_naming_file_and_key(case, tmp_path, ti
     assert message in str(info.value)
 
 
+@pytest.mark.faults
 def test_bad_sweep_file_is_exit_code_2_and_nothing_runs(tmp_path, tiny_data, capsys):
     write_tiny(tmp_path, tiny_data)
     path = tmp_path / "bad.toml"
@@ -309,6 +316,7 @@ def test_bad_sweep_file_is_exit_code_2_and_nothing_runs(tmp_path, tiny_data, cap
     assert f"Sweep file not found: {tmp_path / 'missing.toml'}" in capsys.readouterr().err
 
 
+@pytest.mark.faults
 def test_pool_workers_die_with_a_killed_sweep(sweep_file, tmp_path):
     """SIGKILL of the sweep process alone (not its group) while its worker is mid-run (held stopped
     after step 2 by the fault hook, so it cannot notice on its own): the worker, and every other
@@ -320,25 +328,37 @@ def test_pool_workers_die_with_a_killed_sweep(sweep_file, tmp_path):
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     session = proc.pid
     try:
-        deadline = time.monotonic() + 120
-        while not [p for p in psutil.process_iter(["status"]) if p.pid != session and _in_session(p, session)
-                   and p.info["status"] == psutil.STATUS_STOPPED]:
-            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read().decode()
-            time.sleep(0.2)
+        _wait_for_a_stopped_worker(psutil, proc, session)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            left = [p.pid for p in psutil.process_iter() if _in_session(p, session)]
-            if not left:
-                break
-            time.sleep(0.2)
+        left = _left_in_session(psutil, session)
         assert not left, f"processes of the killed sweep still alive: {left}"
     finally:
-        try:
-            os.killpg(session, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _kill_session(session)
+
+
+def _wait_for_a_stopped_worker(psutil, proc: subprocess.Popen, session: int) -> None:
+    """Until a process of the sweep's session is stopped (the fault hook's SIGSTOP, mid-run)."""
+    deadline = time.monotonic() + 120
+    while not [p for p in psutil.process_iter(["status"]) if p.pid != session and _in_session(p, session)
+               and p.info["status"] == psutil.STATUS_STOPPED]:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+        time.sleep(0.2)
+
+
+def _left_in_session(psutil, session: int, wait_s: float = 10) -> list[int]:
+    """The processes of `session` still alive after up to `wait_s` seconds."""
+    deadline = time.monotonic() + wait_s
+    while (left := [p.pid for p in psutil.process_iter() if _in_session(p, session)]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def _kill_session(session: int) -> None:
+    try:
+        os.killpg(session, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _in_session(process, session: int) -> bool:
@@ -346,3 +366,79 @@ def _in_session(process, session: int) -> bool:
         return os.getsid(process.pid) == session
     except OSError:  # gone meanwhile
         return False
+
+
+# ------------------------------------------------------------------ stopped by a signal, then finished
+@pytest.mark.faults
+@pytest.mark.parametrize("how", ["SIGTERM to the sweep", "SIGINT to its process group"])
+def test_a_signal_stops_the_sweep_marks_its_runs_interrupted_and_a_rerun_finishes_them(how, sweep_file, pool_run,
+                                                                                        tmp_path):
+    """SIGTERM (a batch system's time limit, `timeout`) to the sweep alone, or SIGINT to the whole
+    process group (a terminal's Ctrl-C), while its worker is mid-run (held stopped after step 2):
+    exit 143 / 130 without a traceback, the run in flight "interrupted" in the index, no process of
+    the sweep left; a rerun finishes every run, bit for bit an uninterrupted sweep's files.
+    Before: a worker was still training 25 minutes after SIGTERM, the index said "running"."""
+    psutil = pytest.importorskip("psutil")
+    out, sig = tmp_path / "out", signal.SIGTERM if how.startswith("SIGTERM") else signal.SIGINT
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "sweep", str(sweep_file), "--out", str(out),
+                             "--workers", "1", "-q"], cwd=ROOT, env={**os.environ, FAULT_ENV: "2:SIGSTOP"},
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    session = proc.pid
+    try:
+        _wait_for_a_stopped_worker(psutil, proc, session)
+        if sig == signal.SIGTERM:
+            proc.send_signal(sig)
+        else:
+            os.killpg(session, sig)
+            time.sleep(0.3)
+            os.killpg(session, sig)  # pressed twice
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + sig, err[-3000:]
+        assert "Traceback" not in err, err[-3000:]
+        assert f"interrupted: {sig.name} stopped sweep smoke: 1 run(s) in flight marked interrupted" in err, err[-3000:]
+        left = _left_in_session(psutil, session)  # the pool's resource tracker ends once the sweep's pipe closes
+        assert not left, f"processes of the stopped sweep still alive: {left}"
+    finally:
+        _kill_session(session)
+    stopped = read_index(out / "smoke")["runs"]
+    assert sorted(e["status"] for e in stopped.values()) == ["interrupted", "pending", "pending", "pending"]
+    if sig == signal.SIGINT:
+        return  # the rerun below is the same for both signals: once is enough for the suite's time
+    result = run_sweep(load_sweep(sweep_file), out, workers=1, progress=False)
+    assert sorted(result.ran) == sorted(stopped) and result.ok
+    assert all(e["status"] == "done" for e in read_index(out / "smoke")["runs"].values())
+    reference = trajectories(pool_run.folder)
+    for rid, path in trajectories(out / "smoke").items():
+        assert differing_attributes(path, reference[rid]) == set(), rid
+
+
+@pytest.mark.faults
+def test_a_sigterm_stops_a_ray_sweep_and_marks_its_run_interrupted(sweep_file, tmp_path):
+    """The same on the Ray backend (`--ray local`, a Ray instance of the sweep's own): the task in
+    flight is cancelled with force (Ray cannot hand a task a SIGTERM; its file is left as after a
+    kill -9, and a rerun starts it over), exit 143 without a traceback, the run "interrupted",
+    and Ray's own processes gone with the sweep."""
+    psutil = pytest.importorskip("psutil")
+    pytest.importorskip("ray")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "sweep", str(sweep_file), "--out", str(out),
+                             "--workers", "1", "-q", "--ray", "local"], cwd=ROOT, start_new_session=True,
+                            env={**os.environ, FAULT_ENV: "2:SIGSTOP"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    session = proc.pid
+    try:
+        deadline = time.monotonic() + 180
+        while not ((out / "smoke" / "index.json").exists()
+                   and "running" in {e["status"] for e in read_index(out / "smoke")["runs"].values()}):
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()[-3000:]
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 143, err[-3000:]
+        assert "Traceback" not in err and "stopped sweep smoke: 1 run(s) in flight marked interrupted" in err, err[-3000:]
+        left = _left_in_session(psutil, session, wait_s=20)
+        assert not left, f"processes of the stopped Ray sweep still alive: {left}"
+    finally:
+        _kill_session(session)
+    statuses = sorted(e["status"] for e in read_index(out / "smoke")["runs"].values())
+    assert statuses == ["interrupted", "pending", "pending", "pending"]

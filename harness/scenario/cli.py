@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from core.disk import DiskFullError
-from harness.resume import Interrupted
+from harness.resume import Interrupted, ignore_stop_signals_at_exit
 from harness.run_folder import RunLog
 from harness.runner import evaluate, run_scenario
 from harness.scenario.load import find_scenarios, load_scenario
@@ -55,11 +55,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         result = run_scenario(scenario, args.out, device=args.device, overwrite=args.force, progress=not args.quiet,
                               resume=args.resume)
-    except Interrupted as stop:
+    except KeyboardInterrupt as stop:  # Interrupted, or a second Ctrl-C that came on its way out
+        ignore_stop_signals_at_exit()  # one more while the interpreter shuts down: ignored
         with run_log:
-            run_log.say(f"interrupted: {stop}.", file=sys.stderr)
+            run_log.say(f"interrupted: {stop}." if isinstance(stop, Interrupted) else "interrupted.", file=sys.stderr)
             run_log.say(f"resume with: {resume_command(args)}", file=sys.stderr)
-        return stop.exit_code
+        return getattr(stop, "exit_code", 130)
     except DiskFullError as full:  # the frames on disk are safe: say so, and how to go on
         print(f"disk full: {full}", file=sys.stderr)
         if (Path(args.out) / f"{scenario.name}.h5").exists():

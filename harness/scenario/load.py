@@ -38,6 +38,11 @@ def read_toml(path: Path, kind: str = "Scenario", error: type[Exception] = Scena
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{path}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:  # before: the codec's message without the file's name
+        raise error(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                    f"TOML files are UTF-8") from exc
+    except OSError as exc:
+        raise error(f"{path}: cannot be read ({exc.strerror or exc})") from exc
 
 
 def deep_merge(base: dict, override: dict) -> dict:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
+from harness.resume import ignore_stop_signals_at_exit
 from harness.sweep.report import cross_table, summary_table
-from harness.sweep.run import load_sweep, run_sweep
+from harness.sweep.run import SweepInterrupted, load_sweep, run_sweep
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +21,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads {args.threads}: must be >= 1")
     sweep = load_sweep(args.file)  # a SweepError (bad input) is exit code 2, raised before anything runs
-    result = run_sweep(sweep, args.out, workers=args.workers, ray=args.ray, threads=args.threads,
-                       device=args.device, progress=not args.quiet)
+    try:
+        result = run_sweep(sweep, args.out, workers=args.workers, ray=args.ray, threads=args.threads,
+                           device=args.device, progress=not args.quiet)
+    except SweepInterrupted as stop:
+        ignore_stop_signals_at_exit()  # one more while the interpreter shuts down: ignored
+        print(f"interrupted: {stop}.", file=sys.stderr)
+        return stop.exit_code
     print(summary_table(result.index, [r.id for r in sweep.runs]))
     if result.cross:
         print()

@@ -6,6 +6,7 @@ a result with `error`). Both backends call exactly this function, with the same 
 thread count, so a run id gives the same trajectory wherever it ran.
 
 Backends keep at most `workers` runs in flight, so an index entry marked "running" is running.
+`stop(handles)` ends the runs in flight when the sweep is stopped (SIGTERM / SIGINT).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from harness.scenario.schema import Expectation, Scenario
 from harness.sweep.expect import evaluate_run
 
 log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 10.0  # a stopped sweep waits this long for its runs to close their files, then kills them
 
 
 @dataclass
@@ -85,6 +88,9 @@ def die_with(parent: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # the sweep died before the line above took effect
         os._exit(1)
+    # A terminal's Ctrl-C reaches the whole process group: the sweep decides what stops (a run in
+    # progress installs its own handler, harness/resume.py StopSignals); an idle worker printed a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class LocalPool:
@@ -107,6 +113,24 @@ class LocalPool:
             exc = fut.exception()
             out.append((fut, exc if exc is not None else fut.result()))
         return out
+
+    def stop(self, handles: list, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop every worker now: SIGTERM (a run stops after its step, closing its file), then SIGKILL
+        whatever is left after `grace_s`. The pool is unusable afterwards."""
+        workers = list(getattr(self.pool, "_processes", {}).values())  # CPython's ProcessPoolExecutor
+        for proc in workers:
+            for sig in (signal.SIGTERM, signal.SIGCONT):  # SIGCONT: a stopped worker handles it too
+                try:
+                    os.kill(proc.pid, sig)
+                except (ProcessLookupError, TypeError):
+                    pass
+        deadline = time.monotonic() + grace_s
+        for proc in workers:
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -146,6 +170,15 @@ class RayBackend:
             except Exception as exc:  # a worker that died (RayTaskError, WorkerCrashedError)
                 out.append((ref, exc))
         return out
+
+    def stop(self, handles: list, grace_s: float = STOP_GRACE_S) -> None:
+        """Cancel the in-flight tasks; force=True kills their worker processes (Ray cannot deliver a
+        SIGTERM to a task, so its file is left as after a kill -9 and the rerun starts it over)."""
+        for ref in handles:
+            try:
+                self.ray.cancel(ref, force=True)
+            except Exception as exc:  # already finished, or the cluster is gone
+                log.debug("ray.cancel: %s", exc)
 
     def close(self) -> None:
         if self.started:

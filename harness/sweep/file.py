@@ -153,6 +153,9 @@ def load_sweep(path: str | Path) -> Sweep:
         raise SweepError(f"{path}: threads = {threads}: must be >= 1")
     fixed = flatten(raw.get("set", {}))
     axes = flatten(raw.get("axes", {}))
+    if "axes" in raw and not axes:  # before: one full-scale run of the bare scenario, silently
+        raise SweepError(f"{path}: axes has no knob: give it at least one with a list of values, e.g. "
+                         f"\"init.seed\" = [0, 1] (or leave [axes] out for a single run)")
     for key, values in axes.items():
         if not isinstance(values, list) or not values:
             raise SweepError(f"{path}: axes.{key} must be a non-empty list of values, got {values!r}")

@@ -7,7 +7,9 @@
          "seconds": 12.3, "verdicts": {"dead-E-zero_displacement": {"check": ..., "passed": true, "message": ...}},
          "expect_all": {...cached per-run verdicts of [[expect_all]] checks...}, "error": null}}}
 
-Statuses: pending -> running -> done | failed. It is rewritten atomically (a temporary file,
+Statuses: pending -> running -> done | failed, or interrupted when a SIGTERM / SIGINT stopped
+the sweep while the run was in flight (it runs again, from scratch, when the sweep is invoked
+again). It is rewritten atomically (a temporary file,
 then os.replace) after every change, so a killed sweep leaves a readable index. A run counts
 as finished only when its status is done *and* its file exists and was closed cleanly.
 """
@@ -28,7 +30,7 @@ from harness.sweep.spec import Sweep
 log = logging.getLogger(__name__)
 
 INDEX_NAME = "index.json"
-STATUSES = ("pending", "running", "done", "failed")
+STATUSES = ("pending", "running", "done", "failed", "interrupted")
 
 
 def index_path(folder: Path) -> Path:

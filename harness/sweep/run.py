@@ -9,6 +9,12 @@ as remote tasks; both call harness.sweep.execute.execute_run. The index is rewri
 every change; a re-invoked sweep skips runs that are done and whose file closed cleanly,
 and runs the rest again from scratch (overwriting), which gives the identical file.
 
+A SIGTERM (a batch system's time limit, `timeout`) or SIGINT (Ctrl-C) stops the sweep: its
+runs in flight are marked "interrupted" in the index, its workers are stopped (a run closes
+its file after the step in progress; any worker left after a few seconds is killed), and
+`SweepInterrupted` is raised (exit code 143 / 130 from the CLI). Invoking the sweep again
+runs the interrupted runs over from scratch: the same files as an uninterrupted sweep's.
+
 Test hook: DEAD_TOKEN_HARNESS_SWEEP_PAUSE_AFTER=N makes the sweep stop submitting and wait
 forever once N runs have finished and are in the index: a deterministic point at which a
 test kills the sweep (SIGKILL) with other runs still marked "running" or "pending".
@@ -18,6 +24,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +46,50 @@ log = logging.getLogger(__name__)
 
 PAUSE_ENV = "DEAD_TOKEN_HARNESS_SWEEP_PAUSE_AFTER"
 
-__all__ = ["SweepResult", "SweepError", "load_sweep", "run_sweep"]
+__all__ = ["SweepResult", "SweepError", "SweepInterrupted", "load_sweep", "run_sweep"]
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """A signal stopped the sweep; its runs in flight are marked "interrupted" in the index."""
+
+    def __init__(self, signum: int, sweep: str, interrupted: list[str], index: Path):
+        self.signum, self.interrupted = signum, interrupted
+        self.exit_code = 128 + signum  # 130 for SIGINT, 143 for SIGTERM
+        super().__init__(f"{signal.Signals(signum).name} stopped sweep {sweep}: {len(interrupted)} run(s) in flight "
+                         f"marked interrupted in {index}; run the same sweep again to finish it")
+
+
+class _SweepSignals:
+    """While active (main thread only), SIGINT / SIGTERM raise KeyboardInterrupt once; later ones,
+    while the sweep stops its workers, are logged and ignored (no traceback)."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            log.warning("%s: already stopping the sweep", signal.Signals(signum).name)
+            return
+        self.signum = signum
+        log.warning("%s: stopping the sweep and its runs", signal.Signals(signum).name)
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> _SweepSignals:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in STOP_SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.signum is None:  # after a stop they stay until the workers are stopped: `restore()`
+            self.restore()
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
 
 
 @dataclass
@@ -142,8 +193,9 @@ def _execute(sweep: Sweep, todo: list[RunSpec], folder: Path, index: dict[str, A
     in_flight: dict[Any, str] = {}
     total, done_before = len(sweep.runs), len(sweep.runs) - len(todo)
     bar = tqdm(total=total, initial=done_before, desc=f"sweep {sweep.name}", unit="run", disable=not progress)
+    signals = _SweepSignals()
     try:
-        with logging_redirect_tqdm():
+        with logging_redirect_tqdm(), signals:
             while queue or in_flight:
                 while queue and len(in_flight) < workers:
                     task = queue.pop(0)
@@ -167,6 +219,18 @@ def _execute(sweep: Sweep, todo: list[RunSpec], folder: Path, index: dict[str, A
                     error = f" ({entry['error']})" if entry.get("error") else ""
                     log.info("run %d/%d %s: %s%s%s", done_before + len(result.ran), total, rid, entry["status"],
                              seconds, error)
+    except KeyboardInterrupt:
+        signum = signals.signum or signal.SIGINT  # outside the main thread: a plain Ctrl-C
+        signals.signum = signum  # from here on, further signals are ignored
+        stopped = list(in_flight.values())
+        for rid in stopped:
+            index["runs"][rid].update(status="interrupted", error=f"stopped by {signal.Signals(signum).name}")
+        write_index(folder, index)
+        try:
+            backend.stop(list(in_flight))
+        finally:
+            signals.restore()
+        raise SweepInterrupted(signum, sweep.name, stopped, folder / "index.json") from None
     finally:
         bar.close()
         backend.close()
