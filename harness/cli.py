@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
                         handlers=[console])
     try:
         return int(load_handler(args.handler)(args) or 0)
+    except KeyboardInterrupt:  # a Ctrl-C before a run has its own handler (e.g. during the imports)
+        print("interrupted.", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError, FileExistsError, KeyError, RuntimeError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {message}", file=sys.stderr)
