@@ -16,7 +16,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise ValueError(f"--workers {args.workers}: must be >= 1")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads {args.threads}: must be >= 1")
-    sweep = load_sweep(args.file)  # a SweepError (bad input) is exit code 2, raised before anything runs
+    sweep = load_sweep(args.file, size=args.size)  # a SweepError (bad input) is exit code 2, raised before anything runs
     result = run_sweep(sweep, args.out, workers=args.workers, ray=args.ray, threads=args.threads,
                        device=args.device, progress=not args.quiet)
     print(summary_table(result.index, [r.id for r in sweep.runs]))
@@ -36,6 +36,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="run a sweep file: many seeded runs of one scenario, cross-run expectations")
     p.add_argument("file", help="sweep file (TOML): scenario, [axes], [[expect_all]]")
+    p.add_argument("--size", default=None, metavar="NAME",
+                   help="apply the sweep file's [sizes.NAME] table: fewer or shorter runs (e.g. smoke)")
     p.add_argument("--out", default="runs", help="output folder: writes OUT/<sweep>/<run id>.h5 and index.json")
     p.add_argument("--workers", type=int, default=None,
                    help="runs at a time (default: half the CPU cores locally, the cluster's CPUs on Ray)")
