@@ -1,5 +1,6 @@
 """What checks measure on a trajectory, shared with the report and the sweeps: the ids of a
-token set, the radius of a token cloud per frame, and whether that radius dips before it grows.
+token set, the radius of a token cloud per frame, whether that radius dips before it grows, and
+the position of bf16 values on the bf16 lattice (for distances in ULPs).
 
 The report layer (harness.report.analysis) and the sweep aggregates (harness.sweep.expect)
 import these from here; the checks import nothing of theirs.
@@ -8,6 +9,7 @@ import these from here; the checks import nothing of theirs.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from core.trajectory import Trajectory
 from harness.checks.registry import TokenSet
@@ -45,3 +47,13 @@ def radius_dips_before_growing(radius: np.ndarray) -> dict:
     return {"dips": bool(above.size and radius[low] < radius[0]), "min_frame": low,
             "min_relative": float(radius[low] / radius[0] - 1) if radius[0] else 0.0,
             "first_growth_frame": end if above.size else None}
+
+
+def bf16_ordinal(x: torch.Tensor) -> torch.Tensor:
+    """Integer position of each bf16 value on the bf16 lattice (monotonic in the value):
+    the difference of two ordinals is the distance in ULPs. x bf16 -> int32.
+
+    Positives map to their bit pattern m, negatives to -1 - m (one xor, no branch), so -0
+    and +0 sit one apart: a sign flip of zero counts as one ULP."""
+    bits = x.view(torch.int16)
+    return (bits ^ ((bits >> 15) & 0x7FFF)).to(torch.int32)

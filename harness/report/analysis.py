@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from core.trajectory import Trajectory
-from harness.checks.measures import DEFAULT_CHUNK, radius_dips_before_growing
+from harness.checks.measures import DEFAULT_CHUNK, bf16_ordinal, radius_dips_before_growing
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +56,6 @@ class Analysis:
         if key in self.per_token:
             return self.per_token[key]
         raise KeyError(f"No analysis result {key!r}. Available: {', '.join([*self.series, *self.per_token])}.")
-
-
-def bf16_ordinal(x: torch.Tensor) -> torch.Tensor:
-    """Integer position of each bf16 value on the bf16 lattice (monotonic in the value):
-    the difference of two ordinals is the distance in ULPs. x bf16 -> int32.
-
-    Positives map to their bit pattern m, negatives to -1 - m (one xor, no branch), so -0
-    and +0 sit one apart: a sign flip of zero counts as one ULP."""
-    bits = x.view(torch.int16)
-    return (bits ^ ((bits >> 15) & 0x7FFF)).to(torch.int32)
 
 
 def auroc(scores: torch.Tensor, positive: torch.Tensor) -> float:

@@ -15,6 +15,7 @@ import typing
 from core.format import RECORDABLE, SCALARS, stored_tensors
 # Importing harness.checks.registry runs harness/checks/__init__.py, which registers the built-in checks.
 from harness.checks.registry import REGISTRY, TOKEN_SET_NAMES, TokenSet, check_parameters, get_check
+from harness.dynamics import checks as dynamics_checks  # noqa: F401  (registers the dynamics checks)
 from harness.scenario.schema import Expectation, ScenarioError
 
 

@@ -7,7 +7,12 @@ Two kinds, by the name in `check`:
   `where = {"model.tied" = false}` selects runs by their resolved config. A check whose own
   argument is called `min_fraction` (nonzero_displacement) takes it from `args = {...}`;
 - an aggregate over runs (registered here with `@aggregate`), computed with
-  harness.checks.measures across all selected runs, e.g. `mean_radius_dips_before_growing`.
+  harness.checks.measures across all selected runs, e.g. `mean_radius_dips_before_growing`
+  (the dynamics aggregates, e.g. `inhale_fraction`: harness.sweep.dynamics). An aggregate that
+  takes a `min_fraction` argument gets the table's; for the others it is an error.
+
+`exploratory = true` (or a string giving the reason) marks an open question: its verdict is
+reported (YES / NO) but never fails the sweep.
 
 Every verdict says how many runs passed and names the run ids that broke it.
 Per-run verdicts are computed by the workers right after each run (harness.sweep.execute) and
@@ -34,7 +39,7 @@ from harness.sweep.spec import ExpectAll, RunSpec, SweepError, flatten, value_at
 
 log = logging.getLogger(__name__)
 
-SWEEP_KEYS = ("check", "id", "min_fraction", "where", "args")
+SWEEP_KEYS = ("check", "id", "min_fraction", "where", "args", "exploratory")
 SHOW = 10  # how many broken run ids a message lists
 
 
@@ -47,6 +52,7 @@ class CrossVerdict:
     n_runs: int
     broken: list[str]  # run ids that broke it
     message: str
+    exploratory: str = ""  # non-empty: reported, never fails the sweep
 
 
 @dataclass
@@ -98,7 +104,16 @@ def parse_expect_all(where: Path, tables: list, runs: list[RunSpec]) -> list[Exp
                              f"aggregates: {', '.join(sorted(AGGREGATES))}")
         table = dict(table)
         name = table.pop("check")
+        explicit_fraction = "min_fraction" in table
         min_fraction = table.pop("min_fraction", 1.0)
+        exploratory = table.pop("exploratory", "")
+        if exploratory is True:
+            exploratory = "exploratory"
+        if exploratory is False:
+            exploratory = ""
+        if not isinstance(exploratory, str):
+            raise SweepError(f"{here}: exploratory = {exploratory!r}: expected true, false or a string giving "
+                             "the reason")
         if isinstance(min_fraction, bool) or not isinstance(min_fraction, (int, float)) or not 0 <= min_fraction <= 1:
             raise SweepError(f"{here}: min_fraction = {min_fraction!r}: expected a number in [0, 1]")
         filt = table.pop("where", {})
@@ -115,12 +130,18 @@ def parse_expect_all(where: Path, tables: list, runs: list[RunSpec]) -> list[Exp
             raise SweepError(f"{here}: args must be a table of the check's arguments, got {args!r}")
         args = {**table, **args}
         test_id = args.pop("id", None)
-        e = ExpectAll(check=name, args=args, id="", min_fraction=float(min_fraction), where=filt)
+        e = ExpectAll(check=name, args=args, id="", min_fraction=float(min_fraction), where=filt,
+                      exploratory=exploratory)
         picked = selected(e, runs)
         if not picked:
             raise SweepError(f"{here}: where = {filt!r} selects none of the {len(runs)} runs")
         if name in AGGREGATES:
             e.args = _aggregate_args(here, name, args)
+            if "min_fraction" in e.args:
+                e.args["min_fraction"] = e.min_fraction
+            elif explicit_fraction:
+                raise SweepError(f"{here} ({name}): min_fraction applies to per-run checks and to aggregates that "
+                                 f"take it; {name} does not")
         elif name in REGISTRY:
             for run in picked:  # arguments and recorded tensors, against each run's scenario
                 try:
@@ -150,11 +171,17 @@ def _aggregate_args(here: str, name: str, args: dict[str, Any]) -> dict[str, Any
     params = dict(list(inspect.signature(fn).parameters.items())[1:])
     hints = typing.get_type_hints(fn)
     for key, value in args.items():
-        if key not in params:
+        if key not in params or key == "min_fraction":  # min_fraction: the table's own key, not an argument
             raise SweepError(f"{here} ({name}): unknown argument {key!r}. Allowed: {', '.join([*params, *SWEEP_KEYS])}")
         hint = hints.get(key)
-        ok = (value in TOKEN_SET_NAMES or isinstance(value, list)) if hint is TokenSet else (
-            isinstance(value, hint) if isinstance(hint, type) else True)
+        if hint is TokenSet:
+            ok = value in TOKEN_SET_NAMES or isinstance(value, list)
+        elif isinstance(value, bool) and hint in (int, float):
+            ok = False
+        elif hint is float:  # an integer is a number too
+            ok = isinstance(value, (int, float))
+        else:
+            ok = not isinstance(hint, type) or isinstance(value, hint)
         if not ok:
             raise SweepError(f"{here} ({name}): {key} = {value!r}: expected {getattr(hint, '__name__', hint)}")
     return {**{k: p.default for k, p in params.items()}, **args}
@@ -207,7 +234,7 @@ def check_all(expect_all: list[ExpectAll], runs: list[RunFile], specs: list[RunS
         if broken:
             shown = ", ".join(broken[:SHOW]) + (f", ... {len(broken) - SHOW} more" if len(broken) > SHOW else "")
             text += f"; broken by: {shown}"
-        out.append(CrossVerdict(e.id, e.check, bool(passed), n_passed, len(picked), broken, text))
+        out.append(CrossVerdict(e.id, e.check, bool(passed), n_passed, len(picked), broken, text, e.exploratory))
     return out
 
 

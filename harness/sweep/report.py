@@ -36,8 +36,15 @@ def summary_table(index: dict[str, Any], run_ids: list[str]) -> str:
 
 
 def cross_table(verdicts: list[CrossVerdict]) -> str:
-    return "\n".join(f"{'PASS' if v.passed else 'FAIL':5s} {v.id}: {v.n_passed}/{v.n_runs} runs; {v.message}"
-                     for v in verdicts)
+    """One line per verdict: PASS / FAIL, or YES / NO for an exploratory one (which never fails the sweep)."""
+    return "\n".join(f"{verdict_word(v):5s} {v.id}: {v.n_passed}/{v.n_runs} runs; {v.message}"
+                     + (f" (exploratory: {v.exploratory})" if v.exploratory else "") for v in verdicts)
+
+
+def verdict_word(v: CrossVerdict) -> str:
+    if v.exploratory:
+        return "YES" if v.passed else "NO"
+    return "PASS" if v.passed else "FAIL"
 
 
 def plot_radius(runs: list[RunFile], path: Path, tensor: str = "W", tokens: str = "dead") -> Path | None:

@@ -69,10 +69,11 @@ class SweepResult:
 
     @property
     def ok(self) -> bool:
-        """No run failed and every cross-run expectation holds. A run's own expectations are
-        reported, not counted: axes may take a scenario outside their domain (an untied
-        control's claims in a tied run); state what must hold as [[expect_all]]."""
-        return not self.failed_runs and all(v.passed for v in self.cross)
+        """No run failed and every cross-run expectation holds (exploratory ones are reported, not
+        counted). A run's own expectations are reported, not counted: axes may take a scenario
+        outside their domain (an untied control's claims in a tied run); state what must hold as
+        [[expect_all]]."""
+        return not self.failed_runs and all(v.passed or v.exploratory for v in self.cross)
 
 
 def _tasks(sweep: Sweep, runs: list[RunSpec], folder: Path, threads: int, device: str | None) -> list[RunTask]:

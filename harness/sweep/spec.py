@@ -39,6 +39,7 @@ class ExpectAll:
     id: str
     min_fraction: float = 1.0  # per-run checks: hold in at least this fraction of the selected runs
     where: dict[str, Any] = field(default_factory=dict)  # dotted key -> value: only runs whose config matches
+    exploratory: str = ""  # non-empty (the reason): an open question, reported either way, never fails the sweep
 
 
 @dataclass
