@@ -49,9 +49,10 @@ def write_walk(path: Path, frames: int) -> None:
 RUNS_PER_FILE = 2
 
 
-def report_rss_and_seconds(path: Path, out: Path) -> tuple[float, float]:
-    """The lower peak RSS (MiB) of RUNS_PER_FILE reports of `path`, each in its own process, and their mean seconds."""
-    child = Path(__file__).with_name("report_child.py")
+def report_rss_and_seconds(path: Path, out: Path, child_script: str = "report_child.py") -> tuple[float, float]:
+    """The lower peak RSS (MiB) of RUNS_PER_FILE reports of `path` (or what `child_script` writes: it takes
+    PATH OUT and prints "<peak KiB> <seconds>"), each in its own process, and their mean seconds."""
+    child = Path(__file__).with_name(child_script)
     runs = []
     for _ in range(RUNS_PER_FILE):
         peak_kib, seconds = subprocess.run([sys.executable, str(child), str(path), str(out)], capture_output=True,

@@ -13,7 +13,7 @@ import sys
 
 # Modules that each add one or more commands, in the order `--help` lists them.
 COMMAND_MODULES = ("harness.scenario.cli", "harness.sweep.cli", "harness.data.cli", "harness.report.cli",
-                   "harness.recompress")
+                   "harness.animate.cli", "harness.recompress")
 
 
 def build_parser() -> argparse.ArgumentParser:
