@@ -22,14 +22,42 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
-from harness.dynamics import collapse, flux, freeze, inhale, outward_share, supernova_end  # noqa: E402
+from core.trajectory import Trajectory  # noqa: E402
+from harness.dynamics import collapse, flux, freeze, inhale, inhale_of, outward_share, supernova_end  # noqa: E402
 from harness.sweep.index import is_finished, read_index  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DPI = 72
 SERIES = {"supernova": ("steps", "speed"), "freeze": ("steps", "moving_fraction", "freeze_steps"),
           "flux": ("inside", "entries", "exits", "radius"), "inhale": ("radius",), "outward": ("outward", "moving")}
+
+
+def origin_steps(path: Path, chunk: int = 16) -> dict:
+    """Per frame: of the dead rows that moved, how many stepped away from the origin (d . x > 0), and
+    the dead centroid's distance from the origin, the dead rows' mean distance from that centroid and
+    their mean norm (distance from the origin)."""
+    with Trajectory(path) as traj:
+        ids = traj.dead
+        n = len(traj)
+        away, moving, centre, spread, norm = (np.zeros(n) for _ in range(5))
+        before = None  # (n_dead, D): the frame before this block
+        for start, block in traj.iter_frames("W", chunk=chunk, tokens=ids):
+            rows = block.float()  # (C, n_dead, D)
+            prev = torch.cat([rows[:1] if before is None else before[None], rows[:-1]])  # frame 0: no step
+            step = rows - prev
+            moved = (step != 0).any(-1)  # (C, n_dead)
+            span = slice(start, start + len(rows))
+            away[span] = (((step * prev).sum(-1) > 0) & moved).sum(-1).numpy()
+            moving[span] = moved.sum(-1).numpy()
+            c = rows.mean(1)  # (C, D)
+            centre[span] = c.norm(dim=-1).numpy()
+            spread[span] = (rows - c[:, None]).norm(dim=-1).mean(1).numpy()
+            norm[span] = rows.norm(dim=-1).mean(1).numpy()
+            before = rows[-1]
+    return {"origin.away": away, "origin.moving": moving, "origin.centre": centre, "origin.spread": spread,
+            "origin.norm": norm}
 
 
 def measure(path: Path, full: bool) -> dict:
@@ -44,8 +72,14 @@ def measure(path: Path, full: bool) -> dict:
     if full:
         found.update(freeze=freeze(path), flux=flux(path))
     numbers = {k: v.to_dict() for k, v in found.items()}
-    numbers["seconds"] = round(time.perf_counter() - start, 1)
     arrays = {f"{k}.{a}": np.asarray(getattr(found[k], a)) for k, names in SERIES.items() if k in found for a in names}
+    arrays.update(origin_steps(path))
+    away, moving = arrays["origin.away"], arrays["origin.moving"]
+    numbers["outward_from_origin"] = {"share": float(away.sum() / max(moving.sum(), 1)),
+                                      "centroid_from_origin_first_last": [float(arrays["origin.centre"][0]),
+                                                                          float(arrays["origin.centre"][-1])]}
+    numbers["inhale_from_origin"] = inhale_of(arrays["supernova.steps"], arrays["origin.norm"]).to_dict()
+    numbers["seconds"] = round(time.perf_counter() - start, 1)
     np.savez(cache, numbers=json.dumps(numbers, default=_plain), **arrays)
     return {"numbers": numbers, **arrays}
 
@@ -116,36 +150,54 @@ def fig_flux(runs, path):
     plt.close(fig)
 
 
-def fig_inhale(groups, path, first=30):
-    fig, ax = plt.subplots(figsize=(6, 3.4), constrained_layout=True)
-    for name, runs, style in groups:
+def fig_inhale(groups, path, first=30, first_origin=8):
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
+    for name, runs, color in groups:
         for i, r in enumerate(runs):
-            steps, radius = r["supernova.steps"], r["inhale.radius"]
-            keep = steps <= first
-            ax.plot(steps[keep], radius[keep] / radius[0] - 1, style, lw=0.8, ms=2,
-                    label=name if i == 0 else None)
-    ax.axhline(0, color="grey", lw=0.5)
-    ax.set(xlabel="optimizer step", ylabel="dead radius / start - 1",
-           title=f"the inhale: mean radius of the dead rows of W, first {first} steps")
-    ax.title.set_fontsize(9)
-    ax.legend(fontsize=7)
+            steps = r["supernova.steps"]
+            for ax, series, last in ((a, r["inhale.radius"], first), (b, r["origin.norm"], first_origin)):
+                keep = steps <= last
+                ax.plot(steps[keep], series[keep] / series[0] - 1, ".-", color=color, lw=0.8, ms=3,
+                        label=name if i == 0 else None)
+    a.set(title=f"from the dead centroid (mean distance), first {first} steps")
+    b.set(title=f"from the origin (mean |x|), first {first_origin} steps")
+    for ax in (a, b):
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set(xlabel="optimizer step", ylabel="dead cloud radius / step 0 - 1")
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=7)
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
 
 
+def windowed(num: np.ndarray, den: np.ndarray, window: int) -> np.ndarray:
+    """Pooled share in each sliding window of `window` frames; NaN where nothing moved."""
+    k = np.ones(window)
+    den = np.convolve(den, k, "valid")
+    return np.where(den > 0, np.convolve(num, k, "valid") / np.maximum(den, 1), np.nan)
+
+
 def fig_outward(groups, path, window=25):
-    fig, ax = plt.subplots(figsize=(6, 3.4), constrained_layout=True)
-    for name, runs, style in groups:
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
+    for name, runs, color in groups:
         for i, r in enumerate(runs):
-            out, moving = r["outward.outward"][1:], r["outward.moving"][1:]
-            k = np.ones(window)
-            share = np.convolve(out, k, "valid") / np.maximum(np.convolve(moving, k, "valid"), 1)
-            ax.plot(r["supernova.steps"][window:], share, style, lw=0.8, label=name if i == 0 else None)
-    ax.axhline(0.5, color="grey", lw=0.5)
-    ax.set(xlabel="optimizer step", ylabel=f"outward share ({window}-step windows)",
-           title="share of dead rows' steps pointing away from the dead centroid (0.5: no preference)", ylim=(0, 1))
-    ax.title.set_fontsize(9)
-    ax.legend(fontsize=7)
+            steps = r["supernova.steps"][window:]
+            first = i == 0
+            a.plot(steps, windowed(r["outward.outward"][1:], r["outward.moving"][1:], window), color=color, lw=0.8,
+                   label=f"{name}: from the dead centroid" if first else None)
+            a.plot(steps, windowed(r["origin.away"][1:], r["origin.moving"][1:], window), color=color, ls="--",
+                   lw=0.8, label=f"{name}: from the origin" if first else None)
+            b.plot(r["supernova.steps"], r["origin.centre"], color=color, lw=0.8,
+                   label=f"{name}: |centroid|" if first else None)
+            b.plot(r["supernova.steps"], r["origin.spread"], color=color, ls=":", lw=0.8,
+                   label=f"{name}: mean distance to centroid" if first else None)
+    a.axhline(0.5, color="grey", lw=0.5)
+    a.set(xlabel="optimizer step", ylabel=f"outward share ({window}-step windows)", ylim=(-0.02, 1.02),
+          title="dead steps pointing outward (0.5: no preference)")
+    b.set(xlabel="optimizer step", ylabel="distance", title="dead cloud: drift of its centre, its spread")
+    for ax in (a, b):
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=6)
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
 
@@ -180,9 +232,8 @@ def main(out: Path) -> None:
         fig_supernova(f1, HERE / "supernova.png")
         fig_freeze(f1, HERE / "freeze.png")
         fig_flux(f1, HERE / "flux.png")
-    groups = [("Flannel 1 (tied)", f1, "-"), ("Flannel 2 (untied, 300 steps)", f2, "--")]
-    fig_inhale(groups, HERE / "inhale.png")
-    fig_outward(groups, HERE / "outward.png")
+    fig_inhale([("Flannel 1", f1, "tab:blue"), ("Flannel 2 (untied)", f2, "tab:orange")], HERE / "inhale.png")
+    fig_outward([("Flannel 1", f1, "tab:blue"), ("Flannel 2 (untied)", f2, "tab:orange")], HERE / "outward.png")
     std_runs = [r for r in init if "init.std" in r["axes"]]
     if std_runs:
         fig_init(std_runs, HERE / "init_std.png")
