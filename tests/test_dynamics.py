@@ -7,8 +7,13 @@ is exact in bfloat16 and every expected number below is exact or close to it.
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +23,8 @@ from core.recorder import RecordConfig, TrajectoryWriter
 from core.token_tables import TokenTables
 from core.trajectory import Trajectory
 from harness.checks import CheckContext, run_check
-from harness.dynamics import collapse, dynamics_summary, flux, freeze, inhale, outward_share, supernova_end
+from harness.dynamics import (collapse, dynamics_summary, flux, freeze, inhale, measure_dynamics, outward_share,
+                              supernova_end)
 from harness.runner import run_scenario
 from harness.scenario.load import load_scenario
 from harness.sweep.dynamics import inhale_fraction, pooled_outward_share_between, supernova_ends_between
@@ -127,25 +133,36 @@ def test_an_abrupt_freeze_vs_a_progressive_one(tmp_path, chunk):
     f = freeze(progressive, chunk=chunk)
     assert f.pattern == "progressive" and f.never_moved == 1 and f.still_moving == 1
     assert f.freeze_steps.tolist() == [3, 6, 9, 12, 15, 18, 21, 24, 0, 40]
-    frozen = np.array([3, 6, 9, 12, 15, 18, 21, 24, 0])
+    frozen = np.array([3, 6, 9, 12, 15, 18, 21, 24])  # not the token that never moved
     p10, p90 = np.percentile(frozen, [10, 90])
-    assert f.n_frozen == 9 and f.range_10_90_relative == pytest.approx((p90 - p10) / 40)
-    assert f.median_step == 12
+    assert f.n_frozen == 8 and f.range_10_90_relative == pytest.approx((p90 - p10) / 40)
+    assert f.median_step == 13.5
 
     assert check(abrupt, "freeze_is_abrupt").passed and not check(abrupt, "freeze_is_progressive").passed
     v = check(progressive, "freeze_is_abrupt")
-    assert not v.passed and "progressive" in v.message and "9 of 10 frozen" in v.message
+    assert not v.passed and "progressive" in v.message and "8 of 10 frozen" in v.message
     assert check(progressive, "freeze_is_progressive").passed
     assert check(progressive, "freeze_is_abrupt", abrupt_below=0.9).passed  # the threshold is the stated one
     assert check(abrupt, "freeze_spread_below", spread=0.05).passed
     assert not check(progressive, "freeze_spread_below", spread=0.05, statistic="iqr").passed
 
 
-def test_a_cloud_still_moving_at_the_end_has_not_frozen(tmp_path):
+def test_a_change_is_bit_level_so_a_zero_changing_sign_is_a_move(tmp_path):
+    frames = [live_and_dead(CROSS).to(torch.bfloat16) for _ in range(4)]
+    for f in frames[2:]:
+        f[4, 3] = -0.0  # dead token 0's coordinate 3: +0 -> -0 at step 2, equal as values
+    f = freeze(write(tmp_path / "z.h5", frames, n_dead=4))
+    assert f.freeze_steps.tolist() == [2, 0, 0, 0] and f.n_frozen == 1 and f.never_moved == 3
+    assert f.pattern == "abrupt" and f.range_10_90_relative == 0
+
+
+def test_a_cloud_still_moving_at_the_end_or_never_moving_has_not_frozen(tmp_path):
     path = write(tmp_path / "m.h5", ulp_walk([5, 5], 5), n_dead=2)
     f = freeze(path)
     assert f.pattern == "none frozen" and f.still_moving == 2 and f.range_10_90_relative is None
     assert not check(path, "freeze_spread_below", spread=1.0).passed
+    still = freeze(write(tmp_path / "still.h5", ulp_walk([0, 0, 0], 5), n_dead=3))
+    assert still.pattern == "none frozen" and still.never_moved == 3 and still.n_frozen == 0
 
 
 # ------------------------------------------------------------------ flux
@@ -299,6 +316,8 @@ def test_aggregates_state_a_fraction_of_runs_and_the_spread(tmp_path):
     passed, ok, text = supernova_ends_between(runs, low=3, high=4, min_fraction=0.5)
     assert passed and ok == {"ends": True, "never": False} and "never settles in 1" in text
     assert not supernova_ends_between(runs, low=0, high=3, min_fraction=0.5)[0]
+    passed, _, text = supernova_ends_between(runs, low=4, min_fraction=0.5)  # high -1: no upper bound
+    assert passed and "at step 4 or later in 1 of 2 runs" in text and not supernova_ends_between(runs, low=5)[0]
 
     out = [RunFile(k, write(tmp_path / f"o{k}.h5", outward_frames(), n_dead=4), None) for k in "xy"]
     passed, ok, text = pooled_outward_share_between(out, low=0.45, high=0.55)
@@ -365,6 +384,27 @@ def test_bad_dynamics_expectations_name_the_table(write_scenario, tmp_path, extr
         load_sweep(path)
 
 
+# ------------------------------------------------------------------ the stated definitions
+@pytest.mark.parametrize("module", ["supernova", "freeze", "flux", "inhale", "collapse", "outward"])
+def test_each_definition_is_one_sentence_in_its_module_and_in_the_docs(module):
+    doc = importlib.import_module(f"harness.dynamics.{module}").__doc__
+    sentence = " ".join(re.search(r"Definition: (.*?)\n\n", doc, re.S).group(1).split())
+    assert sentence.endswith(".") and sentence.count(". ") == 0, sentence
+    page = " ".join((Path(__file__).parent.parent / "docs" / "dynamics.md").read_text(encoding="utf-8").split())
+    assert sentence[0].upper() + sentence[1:] in page, f"docs/dynamics.md lacks the definition of {module}"
+
+
+def test_the_command_writes_every_definition_as_json_and_names_a_bad_input(tmp_path):
+    path = write(tmp_path / "i.h5", breathing([1, 0.75, 0.5, 0.75, 1.25, 2]), n_dead=4)
+    run = [sys.executable, "-m", "harness.dynamics", str(path)]
+    done = subprocess.run([*run, "--out", str(tmp_path / "d.json")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    written = json.loads((tmp_path / "d.json").read_text(encoding="utf-8"))
+    assert written == {str(path): dynamics_summary(path)} and written[str(path)]["inhale"]["depth"] == 0.5
+    bad = subprocess.run([*run, "--tensor", "grad_W"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and f"{path} has no 'grad_W'" in bad.stderr and "Traceback" not in bad.stderr
+
+
 # ------------------------------------------------------------------ a real run
 def test_every_definition_on_a_real_smoke_run(write_scenario, tmp_path):
     scenario = load_scenario(write_scenario(tied=True, steps=6, tensors='["W", "loss"]'))
@@ -375,6 +415,8 @@ def test_every_definition_on_a_real_smoke_run(write_scenario, tmp_path):
     summary = dynamics_summary(path)
     assert json.loads(json.dumps(summary)) == summary
     assert summary["frames"] == 7 and summary["last_step"] == 6
+    series = measure_dynamics(path).series()
+    assert all(v.shape == (7,) for v in series.values()) and series["steps"].tolist() == list(range(7))
     s = supernova_end(path)
     assert s.speed.shape == (7,) and np.isfinite(s.speed[1:]).all() and s.peak_speed > 0
     f = freeze(path)

@@ -47,7 +47,8 @@ def _freeze_text(f: Freeze, tensor: str) -> str:
     spread = "-" if f.range_10_90_relative is None else f"{f.range_10_90_relative:.3f}"
     iqr = "-" if f.iqr_relative is None else f"{f.iqr_relative:.3f}"
     return (f"dead rows of {tensor}: {f.n_frozen} of {f.n_tokens} frozen before the last step ({f.still_moving} still "
-            f"moving), freeze steps' 10-90 % range {spread} and IQR {iqr} of the run's {f.run_steps} steps")
+            f"moving, {f.never_moved} never moved), freeze steps' 10-90 % range {spread} and IQR {iqr} of the run's "
+            f"{f.run_steps} steps")
 
 
 @check("freeze_spread_below")

@@ -7,23 +7,24 @@ a near-collapse cluster is a connected group of rows joined by such one-ULP link
 involve a dead row, and its size counts every row in it.
 
 Identical rows are near-collapsed too. Links are found exactly, without comparing every pair:
-a row's candidates are the rows within one ULP of it in the coordinate with the most distinct
-values, each then checked in every coordinate; clusters are the connected components of the
-links, so a chain of rows each one ULP from the next is one cluster.
+identical rows are merged into one pattern, and a pattern's candidates are the patterns within
+one ULP of it in the coordinate with the most distinct values, each then checked in every
+coordinate; clusters are the connected components of the links, so a chain of rows each one
+ULP from the next is one cluster.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from harness.checks.measures import bf16_ordinal
 from harness.checks.registry import TokenSet
-from harness.dynamics.stream import Source, matrix_name, opened, rows_of
+from harness.dynamics.stream import Source, matrix_name, numbers, opened, rows_of
 
-DEFAULT_PAIRS = 100_000  # candidate pairs compared at once: 2 x 100,000 x 64 int32 = 51 MB
+DEFAULT_PAIRS = 100_000  # candidate pairs compared at once: about 2 x 100,000 x 64 int32 = 51 MB
 
 
 @dataclass
@@ -41,7 +42,7 @@ class Collapse:
     tokens: str
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return numbers(self)
 
 
 def components(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -59,45 +60,54 @@ def components(n: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         label = new
 
 
-def one_ulp_links(ords: torch.Tensor, ids: np.ndarray, pairs: int = DEFAULT_PAIRS) -> tuple[np.ndarray, np.ndarray]:
-    """Every (dead row i, other row j) whose ordinals (V, D) differ by at most one in every
-    coordinate: (src, dst) int64 arrays. Candidates are the rows within one ULP of row i in the
-    most varied coordinate (found by sorting on it), each checked whole, `pairs` at a time."""
+def one_ulp_links(ords: torch.Tensor, sources: np.ndarray, pairs: int = DEFAULT_PAIRS
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Every (i in `sources`, j != i) whose ordinals (n, D) differ by at most one in every coordinate:
+    (src, dst) int64 arrays. A row's candidates are the rows within one of it in the most varied
+    coordinate (found by sorting on it); they are checked whole, about `pairs` at a time."""
     key = int(torch.tensor([len(torch.unique(c)) for c in ords.T]).argmax())  # the most varied coordinate
     order = torch.argsort(ords[:, key]).numpy()
     sorted_key = ords[order, key].numpy()
-    own = ords[ids, key].numpy()
+    own = ords[sources, key].numpy()
     lo = np.searchsorted(sorted_key, own - 1, "left")
-    hi = np.searchsorted(sorted_key, own + 1, "right")
-    n = hi - lo  # (n_ids,) candidates of each row, itself included
-    src = np.repeat(ids, n)
-    dst = order[np.repeat(lo, n) + np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)]
-    keep = src != dst
-    src, dst = src[keep], dst[keep]
-    near = np.zeros(len(src), dtype=bool)
-    for start in range(0, len(src), pairs):
-        a, b = torch.as_tensor(src[start : start + pairs]), torch.as_tensor(dst[start : start + pairs])
-        near[start : start + pairs] = ((ords[a] - ords[b]).abs().amax(1) <= 1).numpy()
-    return src[near], dst[near]
+    n = np.searchsorted(sorted_key, own + 1, "right") - lo  # (n_sources,) candidates of each, itself included
+    src, dst = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    first = 0
+    while first < len(sources):  # sources in runs of about `pairs` candidates (at least one source)
+        last = max(first + 1, int(np.searchsorted(np.cumsum(n[first:]), pairs, "right")) + first)
+        k = n[first:last]
+        i = np.repeat(sources[first:last], k)
+        j = order[np.repeat(lo[first:last], k) + np.arange(k.sum()) - np.repeat(np.cumsum(k) - k, k)]
+        i, j = i[i != j], j[i != j]
+        near = ((ords[torch.as_tensor(i)] - ords[torch.as_tensor(j)]).abs().amax(1) <= 1).numpy()
+        src.append(i[near])
+        dst.append(j[near])
+        first = last
+    return np.concatenate(src), np.concatenate(dst)
 
 
 def collapse_of(rows: torch.Tensor, ids: np.ndarray, pairs: int = DEFAULT_PAIRS) -> dict:
-    """The counts of the definition for matrix rows (V, D) bf16 and the examined row ids (n,)."""
-    v = rows.shape[0]
-    _, group, count = torch.unique(rows.view(torch.int16), dim=0, return_inverse=True, return_counts=True)
-    shared = (count[group[ids]] >= 2).numpy()  # (n,)
-    groups = np.unique(group[ids].numpy()[shared])
-    src, dst = one_ulp_links(bf16_ordinal(rows), ids, pairs)
-    label = components(v, src, dst)
-    members = np.unique(np.concatenate([src, dst]))  # rows in some cluster
-    sizes = np.bincount(label[members], minlength=v)
-    dead_sizes = np.bincount(label[np.intersect1d(members, ids)], minlength=v)
-    biggest = int(np.argmax(sizes)) if members.size else 0
+    """The counts of the definition for matrix rows (V, D) bf16 and the examined row ids (n,).
+
+    Identical rows are merged into one pattern first, so the one-ULP search and the clusters work
+    on distinct patterns (a cloud of 2,000 identical rows is one pattern, not 4 million pairs)."""
+    patterns, group, count = torch.unique(rows.view(torch.int16), dim=0, return_inverse=True, return_counts=True)
+    group, count = group.numpy(), count.numpy()  # (V,) each row's pattern; (P,) rows per pattern
+    dead_count = np.bincount(group[ids], minlength=len(count))  # (P,) examined rows per pattern
+    shared = count[group[ids]] >= 2  # (n,) examined rows identical to another row
+    groups = np.unique(group[ids][shared])
+    src, dst = one_ulp_links(bf16_ordinal(patterns.view(torch.bfloat16)), np.flatnonzero(dead_count), pairs)
+    label = components(len(count), src, dst)
+    in_cluster = np.zeros(len(count), dtype=bool)  # patterns whose rows are linked to another row
+    in_cluster[src] = in_cluster[dst] = True
+    in_cluster |= (dead_count > 0) & (count >= 2)
+    sizes = np.bincount(label[in_cluster], weights=count[in_cluster], minlength=len(count))  # rows per cluster
+    dead_sizes = np.bincount(label[in_cluster], weights=dead_count[in_cluster], minlength=len(count))
+    biggest = int(np.argmax(sizes))
     return {"identical_rows": int(shared.sum()), "identical_groups": int(groups.size),
-            "largest_identical_group": int(count[torch.as_tensor(groups)].max()) if groups.size else 0,
-            "near_rows": int(np.isin(ids, src).sum()), "near_clusters": int((sizes > 0).sum()),
-            "largest_near_cluster": int(sizes[biggest]) if members.size else 0,
-            "largest_near_cluster_dead": int(dead_sizes[biggest]) if members.size else 0}
+            "largest_identical_group": int(count[groups].max()) if groups.size else 0,
+            "near_rows": int(in_cluster[group[ids]].sum()), "near_clusters": int((sizes > 0).sum()),
+            "largest_near_cluster": int(sizes[biggest]), "largest_near_cluster_dead": int(dead_sizes[biggest])}
 
 
 def collapse(path: Source, tensor: str = "W", step: int = -1, tokens: TokenSet = "dead", pairs: int = DEFAULT_PAIRS

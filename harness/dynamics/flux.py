@@ -13,12 +13,12 @@ record.every > 1 a token that enters and leaves between two frames is not seen.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from harness.dynamics.stream import DEFAULT_CHUNK, Source, matrix_name, opened, rows_of
+from harness.dynamics.stream import DEFAULT_CHUNK, Source, matrix_name, numbers, opened, rows_of
 
 DEFAULT_RADIUS = "p90"
 
@@ -41,7 +41,7 @@ class Flux:
     radius: np.ndarray  # (T,) float64, the ball's radius
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in ("steps", "inside", "entries", "exits", "radius")}
+        return numbers(self)
 
 
 def ball_radius(distances: torch.Tensor, statistic: str) -> torch.Tensor:

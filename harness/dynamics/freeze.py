@@ -1,26 +1,28 @@
 """Freeze: when each dead token stops moving, and whether the cloud stops all at once.
 
 Definition: a dead token's freeze step is the last recorded step at which its row changed at
-all (any bit of any coordinate, against the frame before; 0 if it never changed), it is frozen
-if that step is before the run's last recorded step, and the cloud freezes *abruptly* if the
-10-90 % range of the frozen tokens' freeze steps is at most `abrupt_below` (default 0.1) of the
-run's length in steps, *progressively* otherwise.
+all (any bit of any coordinate, against the frame before), it is frozen if it changed at least
+once and its freeze step is before the run's last recorded step, and the cloud freezes
+*abruptly* if the 10-90 % range of the frozen tokens' freeze steps is at most `abrupt_below`
+(default 0.1) of the run's length in steps, *progressively* otherwise.
 
 A token still changing at the last frame has no freeze step yet: it counts in `still_moving`,
-not in the spread (so a run cut short does not look abrupt). With record.every > 1 a freeze
+not in the spread (so a run cut short does not look abrupt); a token that never changed (freeze
+step 0, e.g. a dead row of E without weight decay) counts in `never_moved`, not in the spread
+(so a cloud that never moved does not look abrupt either). With record.every > 1 a freeze
 step is known to within the recording interval.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from core.trajectory import Trajectory
 from harness.checks.registry import TokenSet
-from harness.dynamics.stream import DEFAULT_CHUNK, Source, consecutive_frames, matrix_name, opened, rows_of
+from harness.dynamics.stream import DEFAULT_CHUNK, Source, consecutive_frames, matrix_name, numbers, opened, rows_of
 
 DEFAULT_ABRUPT_BELOW = 0.1  # 10-90 % range of freeze steps / run length
 DEFAULT_BINS = 20  # histogram of freeze steps over the run
@@ -30,7 +32,7 @@ DEFAULT_BINS = 20  # histogram of freeze steps over the run
 class Freeze:
     pattern: str  # "abrupt" | "progressive" | "none frozen"
     n_tokens: int
-    n_frozen: int  # freeze step before the last recorded step
+    n_frozen: int  # moved, then stopped before the last recorded step
     still_moving: int  # changed at the last recorded frame
     never_moved: int  # freeze step 0
     run_steps: int  # last recorded step − first
@@ -48,8 +50,7 @@ class Freeze:
     moving_fraction: np.ndarray  # (T,) share of the tokens whose row changed at each frame (0 at frame 0)
 
     def to_dict(self) -> dict:
-        skip = ("token_ids", "freeze_steps", "steps", "moving_fraction")
-        return {k: v for k, v in asdict(self).items() if k not in skip}
+        return numbers(self)
 
 
 def last_change_steps(traj: Trajectory, name: str, ids: np.ndarray, chunk: int = DEFAULT_CHUNK
@@ -77,7 +78,7 @@ def freeze(path: Source, tensor: str = "W", abrupt_below: float = DEFAULT_ABRUPT
         last, moving = last_change_steps(traj, name, ids, chunk)
     first_step, last_step = int(steps[0]), int(steps[-1])
     run = max(last_step - first_step, 1)
-    frozen = last[last < last_step]
+    frozen = last[(last > 0) & (last < last_step)]
     edges = np.linspace(first_step, last_step, bins + 1)
     counts = np.histogram(frozen, bins=edges)[0] if len(steps) > 1 else np.zeros(bins, dtype=np.int64)
     if frozen.size:

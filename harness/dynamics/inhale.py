@@ -15,13 +15,13 @@ followed: a run too short, or a cloud that only contracts); its dip is still des
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from harness.checks.measures import cloud_radius, radius_dips_before_growing
 from harness.checks.registry import TokenSet
-from harness.dynamics.stream import DEFAULT_CHUNK, Source, matrix_name, opened, rows_of
+from harness.dynamics.stream import DEFAULT_CHUNK, Source, matrix_name, numbers, opened, rows_of
 
 
 @dataclass
@@ -39,7 +39,7 @@ class Inhale:
     radius: np.ndarray  # (T,) mean radius of the cloud
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in ("steps", "radius")}
+        return numbers(self)
 
 
 def inhale_of(steps: np.ndarray, radius: np.ndarray, tensor: str = "W", tokens: str = "dead") -> Inhale:

@@ -12,14 +12,14 @@ frame's, so a cloud that only drifts as a whole (every row the same step) scores
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from core.trajectory import Trajectory
 from harness.checks.registry import TokenSet
-from harness.dynamics.stream import DEFAULT_CHUNK, Source, consecutive_frames, matrix_name, opened, rows_of
+from harness.dynamics.stream import DEFAULT_CHUNK, Source, consecutive_frames, matrix_name, numbers, opened, rows_of
 
 DEFAULT_WINDOWS = 10  # equal spans of the run's steps in the windowed summary
 
@@ -52,7 +52,7 @@ class OutwardShare:
         return (float(self.outward[keep].sum() / moving) if moving else None), moving
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in ("steps", "outward", "moving")}
+        return numbers(self)
 
 
 def outward_counts(traj: Trajectory, name: str, ids: np.ndarray, chunk: int = DEFAULT_CHUNK

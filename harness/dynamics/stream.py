@@ -1,5 +1,5 @@
 """Reading a trajectory for the dynamics definitions: which matrix, which rows, the step
-gaps, and consecutive frames streamed in chunks (memory bounded by `chunk` frames of the
+gaps, consecutive frames streamed in chunks (memory bounded by `chunk` frames of the
 selected rows, whatever the run's length).
 
 The token sets and the chunk size are harness.checks.measures' (`token_ids`, DEFAULT_CHUNK).
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from dataclasses import fields
 from typing import Iterator
 
 import numpy as np
@@ -18,7 +19,7 @@ from core.trajectory import Trajectory
 from harness.checks.measures import DEFAULT_CHUNK, token_ids
 from harness.checks.registry import TokenSet
 
-__all__ = ["DEFAULT_CHUNK", "Source", "consecutive_frames", "matrix_name", "opened", "rows_of", "step_gaps"]
+__all__ = ["DEFAULT_CHUNK", "Source", "consecutive_frames", "matrix_name", "numbers", "opened", "rows_of", "step_gaps"]
 
 Source = str | os.PathLike | Trajectory  # a trajectory file, or one already open (the checks pass theirs)
 
@@ -65,3 +66,10 @@ def consecutive_frames(traj: Trajectory, name: str, ids: np.ndarray | None = Non
         head = block[:1] if before_first is None else before_first[None]
         yield start, block, torch.cat([head, block[:-1]])
         before_first = block[-1]
+
+
+def numbers(result) -> dict:
+    """A result dataclass's fields that are not numpy arrays (its per-frame and per-token series):
+    what its `to_dict()` gives for JSON."""
+    return {f.name: getattr(result, f.name) for f in fields(result)
+            if not isinstance(getattr(result, f.name), np.ndarray)}

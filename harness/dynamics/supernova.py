@@ -11,13 +11,14 @@ run that ends while the cloud still moves fast has no end to report, however lon
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from core.trajectory import Trajectory
 from harness.checks.registry import TokenSet
-from harness.dynamics.stream import DEFAULT_CHUNK, Source, consecutive_frames, matrix_name, opened, rows_of, step_gaps
+from harness.dynamics.stream import (DEFAULT_CHUNK, Source, consecutive_frames, matrix_name, numbers, opened, rows_of,
+                                     step_gaps)
 
 DEFAULT_FRACTION = 0.1  # of the peak speed
 
@@ -35,9 +36,8 @@ class SupernovaEnd:
     speed: np.ndarray  # (T,) mean step length per optimizer step; NaN at frame 0
 
     def to_dict(self) -> dict:
-        out = {k: v for k, v in asdict(self).items() if k not in ("steps", "speed")}
-        out["settled_frames"] = 0 if self.end_step is None else int((self.steps > self.end_step).sum())
-        return out
+        settled = 0 if self.end_step is None else int((self.steps > self.end_step).sum())
+        return {**numbers(self), "settled_frames": settled}
 
 
 def cloud_speed(traj: Trajectory, name: str, ids: np.ndarray, chunk: int = DEFAULT_CHUNK) -> np.ndarray:

@@ -50,15 +50,17 @@ def inhale_fraction(runs: list[RunFile], min_fraction: float = 1.0, tensor: str 
 
 
 @aggregate("supernova_ends_between")
-def supernova_ends_between(runs: list[RunFile], low: int = 0, high: int = 1 << 62, min_fraction: float = 1.0,
+def supernova_ends_between(runs: list[RunFile], low: int = 0, high: int = -1, min_fraction: float = 1.0,
                            tensor: str = "W", fraction: float = DEFAULT_FRACTION):
     """In at least `min_fraction` of the runs the supernova ends (harness.dynamics.supernova_end:
-    the dead cloud's speed stays below `fraction` of its peak) at a step in [low, high]."""
+    the dead cloud's speed stays below `fraction` of its peak) at a step in [low, high] (high -1: no bound)."""
     ends = {r.id: supernova_end(r.path, tensor, fraction) for r in runs}
-    ok = {rid: s.end_step is not None and low <= s.end_step <= high for rid, s in ends.items()}
+    ok = {rid: s.end_step is not None and low <= s.end_step and (high == -1 or s.end_step <= high)
+          for rid, s in ends.items()}
     never = [rid for rid, s in ends.items() if s.end_step is None]
-    text = (f"supernova end of the dead cloud of {tensor} (speed below {fraction:g} of its peak for good) in "
-            f"[{low}, {high}] in {fraction_text(sum(ok.values()), len(runs), min_fraction)}; end step "
+    span = f"[{low}, {high}]" if high != -1 else f"at step {low} or later"
+    text = (f"supernova end of the dead cloud of {tensor} (speed below {fraction:g} of its peak for good) "
+            f"{span} in {fraction_text(sum(ok.values()), len(runs), min_fraction)}; end step "
             f"{spread([s.end_step for s in ends.values()])}, "
             f"peak at step {spread([s.peak_step for s in ends.values()])}"
             + (f"; never settles in {len(never)}" if never else ""))

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from harness.scenario.cli import verdict_word
 from harness.sweep.expect import CrossVerdict, RunFile, radius_series
 
 log = logging.getLogger(__name__)
@@ -37,14 +38,8 @@ def summary_table(index: dict[str, Any], run_ids: list[str]) -> str:
 
 def cross_table(verdicts: list[CrossVerdict]) -> str:
     """One line per verdict: PASS / FAIL, or YES / NO for an exploratory one (which never fails the sweep)."""
-    return "\n".join(f"{verdict_word(v):5s} {v.id}: {v.n_passed}/{v.n_runs} runs; {v.message}"
-                     + (f" (exploratory: {v.exploratory})" if v.exploratory else "") for v in verdicts)
-
-
-def verdict_word(v: CrossVerdict) -> str:
-    if v.exploratory:
-        return "YES" if v.passed else "NO"
-    return "PASS" if v.passed else "FAIL"
+    return "\n".join(f"{verdict_word(v.passed, '', v.exploratory):5s} {v.id}: {v.n_passed}/{v.n_runs} runs; "
+                     f"{v.message}" + (f" (exploratory: {v.exploratory})" if v.exploratory else "") for v in verdicts)
 
 
 def plot_radius(runs: list[RunFile], path: Path, tensor: str = "W", tokens: str = "dead") -> Path | None:

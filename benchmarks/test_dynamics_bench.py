@@ -1,0 +1,46 @@
+"""harness.dynamics.dynamics_summary (all six definitions) on Flannel-size files, 10,000 x 64
+bf16 W: peak RSS must not grow with the file's length, since each definition streams 16
+frames at a time. The files are the report benchmark's lattice random walk (each frame moves
+a rotating tenth of the tokens by one ULP in every coordinate), written at disk speed.
+
+    nox -s benchmarks -- -k dynamics
+
+Measured 2026-12-03 on the shared 2-core machine (nice 15, other jobs running): peak RSS
+579 MiB for 201 frames in 69.5 s, 622 MiB for 1,001 frames (1.28 GB) in 127.8 s.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from test_report_bench import write_walk
+
+SHORT, LONG = 201, 1001  # frames; LONG is Flannel 1 at full scale (1,000 steps, every step)
+
+
+def summary_rss_and_seconds(path: Path) -> tuple[float, float]:
+    """Peak RSS (MiB) and seconds of dynamics_summary(path) in its own process."""
+    child = Path(__file__).with_name("dynamics_child.py")
+    peak_kib, seconds = subprocess.run([sys.executable, str(child), str(path)], capture_output=True, text=True,
+                                       check=True).stdout.split()
+    return int(peak_kib) / 1024, float(seconds)
+
+
+def test_dynamics_summary_memory_is_flat_in_file_length(benchmark, bench_dir):
+    benchmark.group = "dynamics-flannel-size"
+    short_file, long_file = bench_dir / f"walk_{SHORT}.h5", bench_dir / f"walk_{LONG}.h5"
+    write_walk(short_file, SHORT)
+    write_walk(long_file, LONG)
+    try:
+        short_rss, short_s = summary_rss_and_seconds(short_file)
+        long_rss, long_s = benchmark.pedantic(summary_rss_and_seconds, args=(long_file,), rounds=1, iterations=1)
+        benchmark.extra_info.update(peak_rss_mib_short=round(short_rss), peak_rss_mib_long=round(long_rss),
+                                    seconds_short=short_s, seconds_long=long_s, frames=(SHORT, LONG))
+        print(f"\ndynamics_summary peak RSS: {SHORT} frames {short_rss:.0f} MiB in {short_s:.1f} s; "
+              f"{LONG} frames ({long_file.stat().st_size / 1e9:.2f} GB) {long_rss:.0f} MiB in {long_s:.1f} s")
+        assert long_rss - short_rss < 200, "dynamics_summary memory grows with the file's length"
+    finally:
+        short_file.unlink(missing_ok=True)
+        long_file.unlink(missing_ok=True)
