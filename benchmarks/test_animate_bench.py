@@ -1,7 +1,8 @@
 """`python -m harness animate` keeps one frame in memory: its peak RSS must not grow with the
 number of frames. A 60-frame and a 360-frame movie of the same Flannel-size synthetic file
 shape (10,000 x 64 bf16, the lattice random walk of test_report_bench), each drawn in its own
-process; the lower peak of two runs counts (see test_report_bench for why).
+process; the lower peak of two runs counts (see test_report_bench for why). Measured
+2026-12-03 on the shared 2-core machine: 60 frames 337 MiB in 63 s, 360 frames 319 MiB in 193 s.
 
     nox -s benchmarks -- -k animate
 """

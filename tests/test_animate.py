@@ -12,7 +12,7 @@ from PIL import Image
 
 from conftest import TINY_SCENARIO
 from core.trajectory import Trajectory
-from harness.animate.movie import MovieConfig, animate, shown_frames
+from harness.animate.movie import MovieConfig, animate, corner_text, shown_frames
 from harness.animate.projection import frame_rows
 from harness.cli import main
 from harness.runner import run_scenario
@@ -104,10 +104,13 @@ def test_stride_and_all_frames_projection_through_the_cli(run, tmp_path, capsys)
 
 
 def test_an_mp4_where_imageio_ffmpeg_is_installed(run, tmp_path):
-    pytest.importorskip("imageio_ffmpeg")
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
     movie = animate(run, tmp_path / "cloud.mp4", MovieConfig(stride=2, size_px=320))
-    data = movie.path.read_bytes()
-    assert data[4:8] == b"ftyp" and len(data) > 1000 and movie.frames == [0, 2, 4, 6, 8]
+    assert movie.path.read_bytes()[4:8] == b"ftyp" and movie.frames == [0, 2, 4, 6, 8]
+    reader = imageio_ffmpeg.read_frames(str(movie.path))
+    meta = next(reader)
+    decoded = [np.frombuffer(f, np.uint8).reshape(320, 320, 3) for f in reader]
+    assert meta["size"] == (320, 320) and len(decoded) == 5 and not np.array_equal(decoded[0], decoded[-1])
 
 
 @pytest.mark.parametrize("case", ["not_hdf5", "empty", "missing", "bad_suffix"])
@@ -134,6 +137,19 @@ def test_a_matrix_the_file_lacks_is_named_with_what_it_records(run, tmp_path):
     with pytest.raises(KeyError, match=f"{run} has no 'grad_W'. Recorded: .*W"):
         animate(run, tmp_path / "m.gif", MovieConfig(tensor="grad_W"))
     assert not (tmp_path / "m.gif").exists()
+
+
+def test_the_corner_says_the_step_and_the_recorded_loss(run):
+    with Trajectory(run) as traj:
+        loss = traj["loss"][:]
+    assert corner_text(0, float(loss[0])) == "step 0\nloss –"  # frame 0: before any step (NaN)
+    assert corner_text(STEPS, float(loss[-1])) == f"step {STEPS}\nloss {loss[-1]:.4f}"
+    assert corner_text(3, None) == "step 3\nloss not recorded"
+
+
+def test_a_stride_below_one_is_refused(run, tmp_path, capsys):
+    assert main(["animate", str(run), "--out", str(tmp_path / "m.gif"), "--stride", "0"]) == 2
+    assert "--stride 0: must be >= 1" in capsys.readouterr().err and not (tmp_path / "m.gif").exists()
 
 
 def test_the_command_is_listed_and_documents_its_options():

@@ -65,6 +65,13 @@ def shown_frames(n_frames: int, stride: int) -> list[int]:
     return frames
 
 
+def corner_text(step: int, loss: float | None) -> str:
+    """"step 40\nloss 7.9869"; loss None: the run does not record it; NaN (frame 0): before any step."""
+    if loss is None:
+        return f"step {step}\nloss not recorded"
+    return f"step {step}\nloss {loss:.4f}" if math.isfinite(loss) else f"step {step}\nloss –"
+
+
 def default_movie_path(run: Path) -> Path:
     return run.with_suffix(".gif")
 
@@ -91,12 +98,11 @@ class _Canvas:
         self.text = ax.text(0.02, 0.98, "", transform=ax.transAxes, va="top", ha="left", family="monospace",
                             fontsize="small", bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
 
-    def draw(self, dead_xy: np.ndarray, live_xy: np.ndarray, step: int, loss: float | None) -> np.ndarray:
+    def draw(self, dead_xy: np.ndarray, live_xy: np.ndarray, corner: str) -> np.ndarray:
         """The frame as (H, W, 3) uint8."""
         self.dead.set_offsets(dead_xy)
         self.live.set_offsets(live_xy)
-        loss_text = "–" if loss is None or not math.isfinite(loss) else f"{loss:.4f}"
-        self.text.set_text(f"step {step}\nloss {loss_text}")
+        self.text.set_text(corner)
         self.canvas.draw()
         return np.asarray(self.canvas.buffer_rgba())[..., :3].copy()
 
@@ -126,8 +132,8 @@ def animate(run: str | Path, out: str | Path | None = None, config: MovieConfig 
         try:
             for f in tqdm(frames, desc=f"animating {run.name}", unit="frame", disable=not progress, leave=False):
                 xy = projection.apply(frame_rows(view, f))  # (V, 2)
-                writer.append(canvas.draw(xy[dead], xy[~dead], int(steps[f]),
-                                          None if loss is None else float(loss[f])))
+                corner = corner_text(int(steps[f]), None if loss is None else float(loss[f]))
+                writer.append(canvas.draw(xy[dead], xy[~dead], corner))
             writer.close()
             os.replace(partial, out)
         except BaseException:
