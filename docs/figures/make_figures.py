@@ -105,6 +105,21 @@ def label(run: dict) -> str:
     return ", ".join(f"{k.rsplit('.', 1)[-1]} {v}" for k, v in run["axes"].items())
 
 
+def save(fig, axes, path, legend=None, legend_size=7) -> None:
+    """Small titles, a legend on each of `legend` (default: every axis), PNG at DPI, figure closed."""
+    for ax in axes:
+        ax.title.set_fontsize(9)
+    for ax in axes if legend is None else legend:
+        ax.legend(fontsize=legend_size)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
+def two_panels(width: float = 8, height: float = 3.2):
+    fig, axes = plt.subplots(1, 2, figsize=(width, height), constrained_layout=True)
+    return fig, axes
+
+
 def fig_supernova(runs, path):
     fig, ax = plt.subplots(figsize=(6, 3.4), constrained_layout=True)
     for r in runs:
@@ -114,44 +129,33 @@ def fig_supernova(runs, path):
             ax.axvline(n["end_step"], color=line.get_color(), ls=":", lw=0.8)
     ax.set(xlabel="optimizer step", ylabel="dead-cloud speed (mean |x_t - x_t-1|)",
            title="Flannel 1: speed of the dead rows of W; dotted: supernova end (10% of peak)")
-    ax.title.set_fontsize(9)
-    ax.legend(fontsize=7)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save(fig, [ax], path)
 
 
 def fig_freeze(runs, path):
-    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.2), constrained_layout=True)
+    fig, (a, b) = two_panels()
     for r in runs:
         a.plot(r["freeze.steps"][1:], r["freeze.moving_fraction"][1:], lw=0.8, label=label(r))
         frozen = r["freeze.freeze_steps"]
         b.hist(frozen[(frozen > 0) & (frozen < r["freeze.steps"][-1])], bins=40, histtype="step", lw=0.8)
     a.set(xlabel="optimizer step", ylabel="share of dead rows that changed", title="dead rows moving, per step")
     b.set(xlabel="freeze step (last change)", ylabel="dead tokens", title="freeze steps (frozen tokens)")
-    for ax in (a, b):
-        ax.title.set_fontsize(9)
-    a.legend(fontsize=7)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save(fig, (a, b), path, legend=[a])
 
 
 def fig_flux(runs, path):
-    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.2), constrained_layout=True)
+    fig, (a, b) = two_panels()
     for r in runs:
         steps = r["supernova.steps"]
         a.plot(steps, r["flux.inside"], lw=0.8, label=label(r))
         b.plot(steps[1:], np.cumsum(r["flux.entries"][1:] + r["flux.exits"][1:]), lw=0.8)
     a.set(xlabel="optimizer step", ylabel="live tokens inside", title="live tokens inside the dead ball (p90 radius)")
     b.set(xlabel="optimizer step", ylabel="entries + exits, cumulative", title="crossings of the ball's surface")
-    for ax in (a, b):
-        ax.title.set_fontsize(9)
-    a.legend(fontsize=7)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save(fig, (a, b), path, legend=[a])
 
 
 def fig_inhale(groups, path, first=30, first_origin=8):
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
+    fig, (a, b) = two_panels(9, 3.4)
     for name, runs, color in groups:
         for i, r in enumerate(runs):
             steps = r["supernova.steps"]
@@ -164,10 +168,7 @@ def fig_inhale(groups, path, first=30, first_origin=8):
     for ax in (a, b):
         ax.axhline(0, color="grey", lw=0.5)
         ax.set(xlabel="optimizer step", ylabel="dead cloud radius / step 0 - 1")
-        ax.title.set_fontsize(9)
-        ax.legend(fontsize=7)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save(fig, (a, b), path)
 
 
 def windowed(num: np.ndarray, den: np.ndarray, window: int) -> np.ndarray:
@@ -178,7 +179,7 @@ def windowed(num: np.ndarray, den: np.ndarray, window: int) -> np.ndarray:
 
 
 def fig_outward(groups, path, window=25):
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
+    fig, (a, b) = two_panels(9, 3.4)
     for name, runs, color in groups:
         for i, r in enumerate(runs):
             steps = r["supernova.steps"][window:]
@@ -195,15 +196,11 @@ def fig_outward(groups, path, window=25):
     a.set(xlabel="optimizer step", ylabel=f"outward share ({window}-step windows)", ylim=(-0.02, 1.02),
           title="dead steps pointing outward (0.5: no preference)")
     b.set(xlabel="optimizer step", ylabel="distance", title="dead cloud: drift of its centre, its spread")
-    for ax in (a, b):
-        ax.title.set_fontsize(9)
-        ax.legend(fontsize=6)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save(fig, (a, b), path, legend_size=6)
 
 
 def fig_init(runs, path):
-    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.2), constrained_layout=True)
+    fig, (a, b) = two_panels()
     for tied in (True, False):
         sel = sorted((r for r in runs if r["axes"].get("model.tied", True) == tied), key=lambda r: r["axes"]["init.std"])
         if not sel:
@@ -217,11 +214,7 @@ def fig_init(runs, path):
     a.set(xlabel="init.std", ylabel="rows", title="collapse at the last step")
     b.axhline(1, color="grey", lw=0.5)
     b.set(xlabel="init.std", ylabel="final / initial dead radius", title="dead cloud growth")
-    for ax in (a, b):
-        ax.title.set_fontsize(9)
-        ax.legend(fontsize=7)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    save(fig, (a, b), path)
 
 
 def main(out: Path) -> None:

@@ -8,7 +8,7 @@
     threads = 1                                 # optional: torch threads per run (default 1)
     run_expectations = true                     # optional: check each run's own [[expect]] tables
 
-    [sizes.smoke]                              # optional: smaller versions of the study, by name
+    [sizes.smoke]                               # optional: smaller versions of the study, by name
     set = {"train.steps" = 3}                   # merged over `set`
     axes = {"init.seed" = [0]}                  # replaces these axes' value lists
 
