@@ -213,7 +213,7 @@ def fig_init(runs, path):
         b.semilogx(std, [r["inhale.radius"][-1] / r["inhale.radius"][0] for r in sel], "o-", label=tag)
     a.set(xlabel="init.std", ylabel="rows", title="collapse at the last step")
     b.axhline(1, color="grey", lw=0.5)
-    b.set(xlabel="init.std", ylabel="final / initial dead radius", title="dead cloud growth")
+    b.set(xlabel="init.std", ylabel="dead spread, last step / step 0", title="mean distance of dead rows from their centroid")
     save(fig, (a, b), path)
 
 
