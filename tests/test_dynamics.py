@@ -28,7 +28,7 @@ from harness.dynamics import (collapse, dynamics_summary, flux, freeze, inhale, 
 from harness.runner import run_scenario
 from harness.scenario.load import load_scenario
 from harness.sweep.dynamics import inhale_fraction, pooled_outward_share_between, supernova_ends_between
-from harness.sweep.expect import RunFile
+from harness.sweep.aggregates import RunFile
 from harness.sweep.report import cross_table
 from harness.sweep.run import load_sweep, run_sweep
 from harness.sweep.spec import SweepError

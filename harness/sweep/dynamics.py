@@ -6,8 +6,8 @@
     exploratory = "is the inhale universal?"
 
 Each says what it read and, beside the pass/fail, the distribution across runs (median and
-range), so an exploratory verdict is an answer too. Registered with `@aggregate` when this
-module is imported, which harness.sweep.file does.
+range), so an exploratory verdict is an answer too. Registered with `@aggregate`
+(harness.sweep.aggregates) when this module is imported, which harness.sweep.expect does.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 
 from harness.dynamics import inhale, outward_share, supernova_end
 from harness.dynamics.supernova import DEFAULT_FRACTION
-from harness.sweep.expect import RunFile, aggregate
+from harness.sweep.aggregates import RunFile, aggregate
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ Two kinds, by the name in `check`:
   (default 1.0): the check must pass in at least that fraction of the selected runs.
   `where = {"model.tied" = false}` selects runs by their resolved config. A check whose own
   argument is called `min_fraction` (nonzero_displacement) takes it from `args = {...}`;
-- an aggregate over runs (registered here with `@aggregate`), computed with
+- an aggregate over runs (registered with `@aggregate`, harness.sweep.aggregates), computed with
   harness.checks.measures across all selected runs, e.g. `mean_radius_dips_before_growing`
   (the dynamics aggregates, e.g. `inhale_fraction`: harness.sweep.dynamics). An aggregate that
   takes a `min_fraction` argument gets the table's; for the others it is an error.
@@ -25,9 +25,9 @@ import inspect
 import json
 import logging
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +35,8 @@ from harness.checks.measures import cloud_radius, radius_dips_before_growing, to
 from harness.checks.registry import REGISTRY, TOKEN_SET_NAMES, CheckContext, TokenSet, run_check
 from harness.scenario.expectations import parse_expectations
 from harness.scenario.schema import Expectation, Scenario, ScenarioError
+from harness.sweep import dynamics as dynamics_aggregates  # noqa: F401  (registers the dynamics aggregates)
+from harness.sweep.aggregates import AGGREGATES, RunFile, aggregate  # RunFile: re-exported for the report
 from harness.sweep.spec import ExpectAll, RunSpec, SweepError, flatten, value_at
 
 log = logging.getLogger(__name__)
@@ -53,32 +55,6 @@ class CrossVerdict:
     broken: list[str]  # run ids that broke it
     message: str
     exploratory: str = ""  # non-empty: reported, never fails the sweep
-
-
-@dataclass
-class RunFile:
-    """A finished run as an aggregate sees it."""
-
-    id: str
-    path: Path
-    scenario: Scenario
-    verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)  # cached per-run expect_all verdicts
-
-
-AggregateFn = Callable[..., tuple[bool, dict[str, bool], str]]  # (runs, **args) -> (passed, per-run ok, text)
-AGGREGATES: dict[str, AggregateFn] = {}
-
-
-def aggregate(name: str) -> Callable[[AggregateFn], AggregateFn]:
-    """Register a cross-run aggregate `(runs: list[RunFile], **args) -> (passed, {run id: ok}, message)`."""
-
-    def register(fn: AggregateFn) -> AggregateFn:
-        if name in AGGREGATES or name in REGISTRY:
-            raise ValueError(f"Check {name!r} is already registered.")
-        AGGREGATES[name] = fn
-        return fn
-
-    return register
 
 
 # ------------------------------------------------------------------ parsing

@@ -48,7 +48,6 @@ from typing import Any
 
 from harness.scenario.load import load_scenario, read_toml
 from harness.scenario.schema import FULL_SCALE, Scenario, ScenarioError
-from harness.sweep import dynamics as dynamics_aggregates  # noqa: F401  (registers the dynamics aggregates)
 from harness.sweep.expect import parse_expect_all
 from harness.sweep.spec import RunSpec, Sweep, SweepError, flatten
 
