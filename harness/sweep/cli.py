@@ -20,7 +20,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise ValueError(f"--workers {args.workers}: must be >= 1")
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads {args.threads}: must be >= 1")
-    sweep = load_sweep(args.file)  # a SweepError (bad input) is exit code 2, raised before anything runs
+    sweep = load_sweep(args.file, size=args.size)  # a SweepError (bad input): exit code 2, before anything runs
     try:
         result = run_sweep(sweep, args.out, workers=args.workers, ray=args.ray, threads=args.threads,
                            device=args.device, progress=not args.quiet)

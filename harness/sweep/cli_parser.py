@@ -9,6 +9,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="run a sweep file: many seeded runs of one scenario, cross-run expectations",
                        epilog="example: harness sweep sweeps/flannel_2_seeds.toml --out runs --workers 2")
     p.add_argument("file", help="sweep file (TOML): scenario, [axes], [[expect_all]]")
+    p.add_argument("--size", default=None, metavar="NAME",
+                   help="apply the sweep file's [sizes.NAME] table: fewer or shorter runs (e.g. smoke)")
     p.add_argument("--out", default="runs", help="output folder: writes OUT/<sweep>/<run id>.h5 and index.json")
     p.add_argument("--workers", type=int, default=None,
                    help="runs at a time (default: half the CPU cores locally, the cluster's CPUs on Ray)")

@@ -8,6 +8,10 @@
     threads = 1                                 # optional: torch threads per run (default 1)
     run_expectations = true                     # optional: check each run's own [[expect]] tables
 
+    [sizes.smoke]                               # optional: smaller versions of the study, by name
+    set = {"train.steps" = 3}                   # merged over `set`
+    axes = {"init.seed" = [0]}                  # replaces these axes' value lists
+
     [axes]                                      # dotted scenario keys -> lists of values
     "init.seed" = [0, 1, 2, 3]
     "model.tied" = [true, false]
@@ -26,6 +30,10 @@ the same config always gets the same id, so a re-invoked sweep finds its finishe
 `threads` is part of the experiment: on a CPU, torch's intra-op thread count changes how
 matmuls split their sums, and so the bits of a trajectory. Every run of a sweep uses the
 same count wherever it runs (pool or Ray, any number of workers), so a run id names one file.
+
+`load_sweep(path, size="smoke")` (`harness sweep FILE --size smoke`) applies `[sizes.smoke]`:
+the same study, fewer or shorter runs (CI runs every study this way). `scale` stays the
+scenario's scale; a size changes only what its table names.
 """
 
 from __future__ import annotations
@@ -47,8 +55,9 @@ log = logging.getLogger(__name__)
 
 MODES = ("grid", "zip")
 TOP_LEVEL = {"name": str, "scenario": str, "scale": str, "mode": str, "threads": int, "run_expectations": bool,
-             "axes": dict, "set": dict,
+             "axes": dict, "set": dict, "sizes": dict,
              "expect_all": list}
+SIZE_KEYS = ("set", "axes")
 HASH_CHARS = 8
 # Keys of the resolved scenario that do not change a trajectory's bits: left out of the hash.
 NOT_HASHED = ("file", "summary", "expect")
@@ -126,8 +135,25 @@ def _resolve(where: Path, scenario_path: Path, scale: str, fixed: dict[str, Any]
     return RunSpec(run_id(axes, digest), dict(axes), overrides, digest, scenario)
 
 
-def load_sweep(path: str | Path) -> Sweep:
-    """Read, expand and validate a sweep file: every run's scenario is loaded before anything runs."""
+def _sized(path: Path, raw: dict[str, Any], size: str) -> dict[str, Any]:
+    """`raw` with the `[sizes.<size>]` table applied: `set` merged over, `axes` lists replaced."""
+    sizes = raw.get("sizes", {})
+    if size not in sizes:
+        raise SweepError(f"{path}: no [sizes.{size}] table. Sizes: {', '.join(sizes) or 'none'}")
+    table = sizes[size]
+    if not isinstance(table, dict) or set(table) - set(SIZE_KEYS):
+        raise SweepError(f"{path}: sizes.{size} must be a table of {' and '.join(SIZE_KEYS)}, got {table!r}")
+    axes = flatten(raw.get("axes", {}))
+    for key, value in flatten(table.get("axes", {})).items():
+        if key not in axes:
+            raise SweepError(f"{path}: sizes.{size}.axes.{key}: not an axis of this sweep ({', '.join(axes)})")
+        axes[key] = value
+    return {**raw, "set": {**flatten(raw.get("set", {})), **flatten(table.get("set", {}))}, "axes": axes}
+
+
+def load_sweep(path: str | Path, size: str | None = None) -> Sweep:
+    """Read, expand and validate a sweep file (at `size`, its `[sizes.<size>]` table, if given):
+    every run's scenario is loaded before anything runs."""
     path = Path(path)
     raw = read_toml(path, "Sweep", SweepError)
     unknown = sorted(set(raw) - set(TOP_LEVEL))
@@ -136,6 +162,8 @@ def load_sweep(path: str | Path) -> Sweep:
     for key, kind in TOP_LEVEL.items():
         if key in raw and not isinstance(raw[key], kind):
             raise SweepError(f"{path}: {key} must be a {kind.__name__}, got {raw[key]!r}")
+    if size is not None:
+        raw = _sized(path, raw, size)
     if "scenario" not in raw:
         raise SweepError(f"{path}: missing required key 'scenario' (the scenario file, relative to the sweep file)")
     scenario_path = (path.parent / raw["scenario"]).resolve()

@@ -1,0 +1,240 @@
+"""The figures and numbers of docs/findings.md, from the studies' trajectory files.
+
+    python docs/figures/make_figures.py /work/studies      # the --out folder the sweeps wrote
+
+Reads every finished run (its sweep's index.json) of the studies under OUT (flannel_1_seeds,
+flannel_2_untied_seeds, init_std, lr_decay: those present), measures each with the
+definitions of harness.dynamics (docs/dynamics.md), caches each run's measures beside its
+file (<run>.dynamics.npz: the definitions' numbers and per-frame series, recomputed when the
+trajectory is newer), and writes small PNGs plus findings.json (every number the page
+quotes) to docs/figures/.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from core.trajectory import Trajectory  # noqa: E402
+from harness.dynamics import collapse, flux, freeze, inhale, inhale_of, outward_share, supernova_end  # noqa: E402
+from harness.sweep.index import is_finished, read_index  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+DPI = 72
+SERIES = {"supernova": ("steps", "speed"), "freeze": ("steps", "moving_fraction", "freeze_steps"),
+          "flux": ("inside", "entries", "exits", "radius"), "inhale": ("radius",), "outward": ("outward", "moving")}
+
+
+def origin_steps(path: Path, chunk: int = 16) -> dict:
+    """Per frame: of the dead rows that moved, how many stepped away from the origin (d . x > 0), and
+    the dead centroid's distance from the origin, the dead rows' mean distance from that centroid and
+    their mean norm (distance from the origin)."""
+    with Trajectory(path) as traj:
+        ids = traj.dead
+        n = len(traj)
+        away, moving, centre, spread, norm = (np.zeros(n) for _ in range(5))
+        before = None  # (n_dead, D): the frame before this block
+        for start, block in traj.iter_frames("W", chunk=chunk, tokens=ids):
+            rows = block.float()  # (C, n_dead, D)
+            prev = torch.cat([rows[:1] if before is None else before[None], rows[:-1]])  # frame 0: no step
+            step = rows - prev
+            moved = (step != 0).any(-1)  # (C, n_dead)
+            span = slice(start, start + len(rows))
+            away[span] = (((step * prev).sum(-1) > 0) & moved).sum(-1).numpy()
+            moving[span] = moved.sum(-1).numpy()
+            c = rows.mean(1)  # (C, D)
+            centre[span] = c.norm(dim=-1).numpy()
+            spread[span] = (rows - c[:, None]).norm(dim=-1).mean(1).numpy()
+            norm[span] = rows.norm(dim=-1).mean(1).numpy()
+            before = rows[-1]
+    return {"origin.away": away, "origin.moving": moving, "origin.centre": centre, "origin.spread": spread,
+            "origin.norm": norm}
+
+
+def measure(path: Path, full: bool) -> dict:
+    """Every definition on one run (full: all six; else supernova, inhale, outward, collapse)."""
+    cache = path.with_suffix(".dynamics.npz")
+    if cache.exists() and cache.stat().st_mtime > path.stat().st_mtime:
+        data = np.load(cache, allow_pickle=False)
+        return {"numbers": json.loads(str(data["numbers"])), **{k: data[k] for k in data.files if k != "numbers"}}
+    start = time.perf_counter()
+    found = {"supernova": supernova_end(path), "inhale": inhale(path), "outward": outward_share(path),
+             "collapse": collapse(path)}
+    if full:
+        found.update(freeze=freeze(path), flux=flux(path))
+    numbers = {k: v.to_dict() for k, v in found.items()}
+    arrays = {f"{k}.{a}": np.asarray(getattr(found[k], a)) for k, names in SERIES.items() if k in found for a in names}
+    arrays.update(origin_steps(path))
+    away, moving = arrays["origin.away"], arrays["origin.moving"]
+    numbers["outward_from_origin"] = {"share": float(away.sum() / max(moving.sum(), 1)),
+                                      "centroid_from_origin_first_last": [float(arrays["origin.centre"][0]),
+                                                                          float(arrays["origin.centre"][-1])]}
+    numbers["inhale_from_origin"] = inhale_of(arrays["supernova.steps"], arrays["origin.norm"]).to_dict()
+    numbers["seconds"] = round(time.perf_counter() - start, 1)
+    np.savez(cache, numbers=json.dumps(numbers, default=_plain), **arrays)
+    return {"numbers": numbers, **arrays}
+
+
+def _plain(x):
+    return x.item() if hasattr(x, "item") else str(x)
+
+
+def finished(folder: Path) -> list[tuple[str, dict, Path]]:
+    index = read_index(folder)
+    return [(rid, e, folder / e["file"]) for rid, e in sorted(index.get("runs", {}).items()) if is_finished(folder, e)]
+
+
+def study(out: Path, name: str, full: bool) -> list[dict]:
+    runs = []
+    for rid, entry, path in finished(out / name):
+        print(f"{name}/{rid}", flush=True)
+        runs.append({"id": rid, "axes": entry["axes"], "seconds": entry.get("seconds"), **measure(path, full)})
+    return runs
+
+
+def label(run: dict) -> str:
+    return ", ".join(f"{k.rsplit('.', 1)[-1]} {v}" for k, v in run["axes"].items())
+
+
+def save(fig, axes, path, legend=None, legend_size=7) -> None:
+    """Small titles, a legend on each of `legend` (default: every axis), PNG at DPI, figure closed."""
+    for ax in axes:
+        ax.title.set_fontsize(9)
+    for ax in axes if legend is None else legend:
+        ax.legend(fontsize=legend_size)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+
+
+def two_panels(width: float = 8, height: float = 3.2):
+    fig, axes = plt.subplots(1, 2, figsize=(width, height), constrained_layout=True)
+    return fig, axes
+
+
+def fig_supernova(runs, path):
+    fig, ax = plt.subplots(figsize=(6, 3.4), constrained_layout=True)
+    for r in runs:
+        n = r["numbers"]["supernova"]
+        line, = ax.semilogy(r["supernova.steps"][1:], r["supernova.speed"][1:], lw=0.8, label=label(r))
+        if n["end_step"] is not None:
+            ax.axvline(n["end_step"], color=line.get_color(), ls=":", lw=0.8)
+    ax.set(xlabel="optimizer step", ylabel="dead-cloud speed (mean |x_t - x_t-1|)",
+           title="Flannel 1: speed of the dead rows of W; dotted: supernova end (10% of peak)")
+    save(fig, [ax], path)
+
+
+def fig_freeze(runs, path):
+    fig, (a, b) = two_panels()
+    for r in runs:
+        a.plot(r["freeze.steps"][1:], r["freeze.moving_fraction"][1:], lw=0.8, label=label(r))
+        frozen = r["freeze.freeze_steps"]
+        b.hist(frozen[(frozen > 0) & (frozen < r["freeze.steps"][-1])], bins=40, histtype="step", lw=0.8)
+    a.set(xlabel="optimizer step", ylabel="share of dead rows that changed", title="dead rows moving, per step")
+    b.set(xlabel="freeze step (last change)", ylabel="dead tokens", title="freeze steps (frozen tokens)")
+    save(fig, (a, b), path, legend=[a])
+
+
+def fig_flux(runs, path):
+    fig, (a, b) = two_panels()
+    for r in runs:
+        steps = r["supernova.steps"]
+        a.plot(steps, r["flux.inside"], lw=0.8, label=label(r))
+        b.plot(steps[1:], np.cumsum(r["flux.entries"][1:] + r["flux.exits"][1:]), lw=0.8)
+    a.set(xlabel="optimizer step", ylabel="live tokens inside", title="live tokens inside the dead ball (p90 radius)")
+    b.set(xlabel="optimizer step", ylabel="entries + exits, cumulative", title="crossings of the ball's surface")
+    save(fig, (a, b), path, legend=[a])
+
+
+def fig_inhale(groups, path, first=30, first_origin=8):
+    fig, (a, b) = two_panels(9, 3.4)
+    for name, runs, color in groups:
+        for i, r in enumerate(runs):
+            steps = r["supernova.steps"]
+            for ax, series, last in ((a, r["inhale.radius"], first), (b, r["origin.norm"], first_origin)):
+                keep = steps <= last
+                ax.plot(steps[keep], series[keep] / series[0] - 1, ".-", color=color, lw=0.8, ms=3,
+                        label=name if i == 0 else None)
+    a.set(title=f"from the dead centroid (mean distance), first {first} steps")
+    b.set(title=f"from the origin (mean |x|), first {first_origin} steps")
+    for ax in (a, b):
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set(xlabel="optimizer step", ylabel="dead cloud radius / step 0 - 1")
+    save(fig, (a, b), path)
+
+
+def windowed(num: np.ndarray, den: np.ndarray, window: int) -> np.ndarray:
+    """Pooled share in each sliding window of `window` frames; NaN where nothing moved."""
+    k = np.ones(window)
+    den = np.convolve(den, k, "valid")
+    return np.where(den > 0, np.convolve(num, k, "valid") / np.maximum(den, 1), np.nan)
+
+
+def fig_outward(groups, path, window=25):
+    fig, (a, b) = two_panels(9, 3.4)
+    for name, runs, color in groups:
+        for i, r in enumerate(runs):
+            steps = r["supernova.steps"][window:]
+            first = i == 0
+            a.plot(steps, windowed(r["outward.outward"][1:], r["outward.moving"][1:], window), color=color, lw=0.8,
+                   label=f"{name}: from the dead centroid" if first else None)
+            a.plot(steps, windowed(r["origin.away"][1:], r["origin.moving"][1:], window), color=color, ls="--",
+                   lw=0.8, label=f"{name}: from the origin" if first else None)
+            b.plot(r["supernova.steps"], r["origin.centre"], color=color, lw=0.8,
+                   label=f"{name}: |centroid|" if first else None)
+            b.plot(r["supernova.steps"], r["origin.spread"], color=color, ls=":", lw=0.8,
+                   label=f"{name}: mean distance to centroid" if first else None)
+    a.axhline(0.5, color="grey", lw=0.5)
+    a.set(xlabel="optimizer step", ylabel=f"outward share ({window}-step windows)", ylim=(-0.02, 1.02),
+          title="dead steps pointing outward (0.5: no preference)")
+    b.set(xlabel="optimizer step", ylabel="distance", title="dead cloud: drift of its centre, its spread")
+    save(fig, (a, b), path, legend_size=6)
+
+
+def fig_init(runs, path):
+    fig, (a, b) = two_panels()
+    for tied in (True, False):
+        sel = sorted((r for r in runs if r["axes"].get("model.tied", True) == tied), key=lambda r: r["axes"]["init.std"])
+        if not sel:
+            continue
+        std = [r["axes"]["init.std"] for r in sel]
+        c = [r["numbers"]["collapse"] for r in sel]
+        tag = "tied" if tied else "untied"
+        a.semilogx(std, [x["identical_rows"] for x in c], "o-", label=f"{tag}: identical dead rows")
+        a.semilogx(std, [x["largest_near_cluster"] for x in c], "s--", label=f"{tag}: largest 1-ULP cluster")
+        b.semilogx(std, [r["inhale.radius"][-1] / r["inhale.radius"][0] for r in sel], "o-", label=tag)
+    a.set(xlabel="init.std", ylabel="rows", title="collapse at the last step")
+    b.axhline(1, color="grey", lw=0.5)
+    b.set(xlabel="init.std", ylabel="dead spread, last step / step 0", title="mean distance of dead rows from their centroid")
+    save(fig, (a, b), path)
+
+
+def main(out: Path) -> None:
+    f1 = study(out, "flannel_1_seeds", full=True)
+    f2 = study(out, "flannel_2_untied_seeds", full=False)
+    init = study(out, "init_std", full=False) + study(out, "lr_decay", full=False)
+    if f1:
+        fig_supernova(f1, HERE / "supernova.png")
+        fig_freeze(f1, HERE / "freeze.png")
+        fig_flux(f1, HERE / "flux.png")
+    fig_inhale([("Flannel 1", f1, "tab:blue"), ("Flannel 2 (untied)", f2, "tab:orange")], HERE / "inhale.png")
+    fig_outward([("Flannel 1", f1, "tab:blue"), ("Flannel 2 (untied)", f2, "tab:orange")], HERE / "outward.png")
+    std_runs = [r for r in init if "init.std" in r["axes"]]
+    if std_runs:
+        fig_init(std_runs, HERE / "init_std.png")
+    numbers = {name: [{"id": r["id"], "axes": r["axes"], "run_seconds": r["seconds"], **r["numbers"]} for r in runs]
+               for name, runs in (("flannel_1_seeds", f1), ("flannel_2_untied_seeds", f2), ("init_and_lr", init))}
+    (HERE / "findings.json").write_text(json.dumps(numbers, indent=1, default=_plain) + "\n", encoding="utf-8")
+    print(f"wrote {HERE}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "runs"))
