@@ -1,0 +1,163 @@
+"""Every registered check, run on a small trajectory written to fail it, says what it read: the
+dataset, and the measured number that broke it. Driven by the registry: a new check without a
+failing case here fails `test_every_registered_check_has_a_failing_case`.
+
+The trajectories are real files written by core.recorder's TrajectoryWriter from tensors chosen
+so that the number each check measures is known exactly (vocab 16, dim 4: milliseconds each).
+They are also the fast guard of harness/checks in `nox -s mutants` (docs/testing.md).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.recorder import RecordConfig, TrajectoryWriter
+from core.token_tables import TokenTables
+from core.trajectory import Trajectory
+from harness.checks import REGISTRY, CheckContext, run_check
+
+V, D = 16, 4
+DEAD = [12, 13, 14, 15]  # never in the (notional) corpus
+GROUPS = [{"lr": 0.01, "weight_decay": 0.5, "betas": [0.9, 0.999], "eps": 1e-8,
+           "params": ["transformer.wte.weight", "lm_head.weight"]},
+          {"lr": 0.01, "weight_decay": 0.0, "betas": [0.9, 0.999], "eps": 1e-8, "params": ["transformer.ln_f.bias"]}]
+
+
+def base(step: int) -> torch.Tensor:
+    """(V, D) bf16: token t's row is t + step / 8 in every column (live rows drift, exactly representable)."""
+    return (torch.arange(V, dtype=torch.float32)[:, None] + step / 8).expand(V, D).to(torch.bfloat16).clone()
+
+
+def write(path: Path, frames: int = 4, edit=None, loss=None, lr: float = 0.01, shared: bool = False,
+          groups=GROUPS) -> Path:
+    """A trajectory of `frames` frames of E, W, grad_E, logits; `edit(step, tensors)` changes a frame."""
+    counts = np.where(np.isin(np.arange(V), DEAD), 0, 5)
+    tokens = TokenTables(counts == 0, counts, [f"t{i}" for i in range(V)])
+    meta = {"embeddings_shared": shared, "optimizer_groups": groups}
+    config = RecordConfig(tensors=["E", "W", "grad_E", "logits"], checkpoint_every=0, disk_reserve_mb=0)
+    with TrajectoryWriter(path, vocab_size=V, dim=D, tied=False, config=config, metadata=meta, tokens=tokens) as w:
+        for step in range(frames):
+            grad = torch.zeros(V, D, dtype=torch.bfloat16)
+            grad[: DEAD[0]] = 0.25 if step else 0.0  # live rows have a gradient, dead ones none
+            live_move = base(step)
+            live_move[DEAD] = base(0)[DEAD]  # dead rows of E never move
+            tensors = {"E": live_move, "W": base(step), "grad_E": grad, "logits": torch.zeros(V, dtype=torch.bfloat16)}
+            if edit is not None:
+                edit(step, tensors)
+            scalars = {} if step == 0 else {"loss": (loss or [9.0] * frames)[step], "lr": lr, "grad_norm": 1.5}
+            w.append(step, tensors, **scalars)
+    return path
+
+
+def verdict(path: Path, name: str, rerun=None, **args):
+    with Trajectory(path) as traj:
+        return run_check(name, CheckContext(traj, None, rerun=rerun), args)
+
+
+# ------------------------------------------------------------------ one failing case per check
+# Each builds a file in `tmp`, runs the check with arguments, and returns the verdict with the
+# dataset the check must name and the measured number (as the message prints it) that broke it.
+def fail_equal(tmp):
+    def edit(step, t):  # one row of W off by 0.5 at the last frame
+        if step == 3:
+            t["W"][5] += 0.5
+    v = verdict(write(tmp / "f.h5", edit=edit), "equal", a="W", b="E", step=-1)
+    return v, "W", "largest |W - E| = 0.5 at tokens [5, 12, 13, 14, 15]"  # the dead rows differ by 3/8 (E's stay put)
+
+
+def fail_zero_displacement(tmp):
+    def edit(step, t):  # dead token 13's row of E moves by 2 from step 2
+        if step >= 2:
+            t["E"][13] += 2
+    v = verdict(write(tmp / "f.h5", edit=edit), "zero_displacement", tensor="E", tokens="dead")
+    return v, "E", "largest |displacement| 2"
+
+
+def fail_nonzero_displacement(tmp):
+    v = verdict(write(tmp / "f.h5"), "nonzero_displacement", tensor="E", tokens="dead", min_fraction=0.5)
+    return v, "E", "0 of 4 dead rows"
+
+
+def fail_zero_gradient(tmp):
+    def edit(step, t):
+        if step == 2:
+            t["grad_E"][14, 1] = -0.75
+    v = verdict(write(tmp / "f.h5", edit=edit), "zero_gradient", tensor="grad_E", tokens="dead")
+    return v, "grad_E", "largest |grad_E| 0.75"
+
+
+def fail_tied_identity(tmp):
+    v = verdict(write(tmp / "f.h5", shared=True), "tied_identity")  # one parameter, yet E and W differ
+    return v, "E", "largest |E - W| = 0.375"
+
+
+def fail_finite(tmp):
+    def edit(step, t):
+        if step == 1:
+            t["W"][3, :2] = float("inf")
+    v = verdict(write(tmp / "f.h5", edit=edit), "finite", tensor="W")
+    return v, "W", "2 non-finite values"
+
+
+def fail_loss_decreases(tmp):
+    v = verdict(write(tmp / "f.h5", frames=5, loss=[0, 9.5, 9.25, 9.5, 9.75]), "loss_decreases", window=2,
+                min_drop=0.1)
+    return v, "loss", "-0.2500"  # (9.5 + 9.25) / 2 - (9.5 + 9.75) / 2
+
+
+def fail_deterministic(tmp):
+    def edit(step, t):
+        if step == 2:
+            t["grad_E"][1, 0] = 8.0
+    original, again = write(tmp / "a.h5"), write(tmp / "b.h5", edit=edit)
+    v = verdict(original, "deterministic", rerun=lambda n: again, steps=3)
+    return v, "grad_E", "step 2: 1 of 64 values"
+
+
+def fail_decay_below_ulp_noop(tmp):
+    v = verdict(write(tmp / "f.h5"), "decay_below_ulp_noop", tensor="E", tokens="dead")  # 0.01 * 0.5 >= 2^-9
+    return v, "lr", "= 0.005"
+
+
+def fail_displacement_exceeds(tmp):
+    v = verdict(write(tmp / "f.h5"), "displacement_exceeds", tensor="E", tokens="dead", than="live")
+    return v, "E", "live 0.75"  # |3/8| in each of 4 columns: norm 0.75
+
+
+def fail_radius_dips_before_growing(tmp):
+    def edit(step, t):  # the dead cloud of W only grows: rows spread by 1 + step
+        t["W"][DEAD] = (torch.tensor(DEAD, dtype=torch.float32)[:, None] * (1 + step)).expand(4, D).to(torch.bfloat16)
+    v = verdict(write(tmp / "f.h5", edit=edit), "radius_dips_before_growing", tensor="W", tokens="dead")
+    return v, "W", "minimum 2 at step 0"  # |t - 13.5| * 2 averaged over t = 12..15, times sqrt(D) = 2
+
+
+FAILING = {name[len("fail_"):]: fn for name, fn in globals().items() if name.startswith("fail_")}
+
+
+def test_every_registered_check_has_a_failing_case():
+    assert set(REGISTRY) <= set(FAILING), f"add a fail_<check> case here for {sorted(set(REGISTRY) - set(FAILING))}"
+
+
+@pytest.mark.parametrize("name", sorted(FAILING))
+def test_a_failure_names_the_dataset_and_the_measured_number(tmp_path, name):
+    result, dataset, number = FAILING[name](tmp_path)
+    assert not result.passed, result.message
+    assert re.search(rf"\b{dataset}\b", result.message), (dataset, result.message)
+    assert number in result.message, (number, result.message)
+
+
+def test_the_same_files_pass_where_they_should(tmp_path):
+    """The fixture is not broken everywhere: its dead rows of E stay put, its live rows move."""
+    path = write(tmp_path / "ok.h5")
+    assert verdict(path, "zero_displacement", tensor="E", tokens="dead").passed
+    assert verdict(path, "zero_gradient", tensor="grad_E", tokens="dead").passed
+    assert verdict(path, "nonzero_displacement", tensor="W", tokens="live").passed
+    assert verdict(path, "displacement_exceeds", tensor="E", tokens="live", than="dead").passed
+    assert verdict(path, "finite", tensor="W").passed and verdict(path, "finite", tensor="loss").passed
+    assert verdict(path, "equal", a="W", b="E", step=0).passed
+    assert verdict(path, "deterministic", rerun=lambda n: path, steps=3).passed
