@@ -20,6 +20,7 @@ from core.recorder import RecordConfig, TrajectoryWriter
 from core.token_tables import TokenTables
 from core.trajectory import Trajectory
 from harness.checks import REGISTRY, CheckContext, run_check
+from harness.sweep.expect import AGGREGATES, RunFile
 
 V, D = 16, 4
 DEAD = [12, 13, 14, 15]  # never in the (notional) corpus
@@ -129,10 +130,12 @@ def fail_displacement_exceeds(tmp):
     return v, "E", "live 0.75"  # |3/8| in each of 4 columns: norm 0.75
 
 
+def spread_dead_rows(step, t):  # the dead cloud of W only grows: rows spread by 1 + step
+    t["W"][DEAD] = (torch.tensor(DEAD, dtype=torch.float32)[:, None] * (1 + step)).expand(4, D).to(torch.bfloat16)
+
+
 def fail_radius_dips_before_growing(tmp):
-    def edit(step, t):  # the dead cloud of W only grows: rows spread by 1 + step
-        t["W"][DEAD] = (torch.tensor(DEAD, dtype=torch.float32)[:, None] * (1 + step)).expand(4, D).to(torch.bfloat16)
-    v = verdict(write(tmp / "f.h5", edit=edit), "radius_dips_before_growing", tensor="W", tokens="dead")
+    v = verdict(write(tmp / "f.h5", edit=spread_dead_rows), "radius_dips_before_growing", tensor="W", tokens="dead")
     return v, "W", "minimum 2 at step 0"  # |t - 13.5| * 2 averaged over t = 12..15, times sqrt(D) = 2
 
 
@@ -161,3 +164,13 @@ def test_the_same_files_pass_where_they_should(tmp_path):
     assert verdict(path, "finite", tensor="W").passed and verdict(path, "finite", tensor="loss").passed
     assert verdict(path, "equal", a="W", b="E", step=0).passed
     assert verdict(path, "deterministic", rerun=lambda n: path, steps=3).passed
+
+
+def test_cross_run_aggregates_name_what_they_read(tmp_path):
+    """A sweep's aggregates (harness.sweep.expect) on runs built to fail them: dataset, steps, the number."""
+    assert set(AGGREGATES) == {"mean_radius_dips_before_growing"}, "add a failing case here for a new aggregate"
+    runs = [RunFile(f"r{i}", write(tmp_path / f"r{i}.h5", edit=spread_dead_rows), None) for i in range(2)]
+    passed, per_run, text = AGGREGATES["mean_radius_dips_before_growing"](runs, tensor="W", tokens="dead")
+    assert not passed and per_run == {"r0": False, "r1": False}
+    assert text.startswith("expected the mean radius to dip") and "dead radius of W over 2 runs" in text
+    assert "minimum 2 at step 0" in text and "read the 4 steps 0..3" in text, text
