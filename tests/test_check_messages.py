@@ -19,7 +19,8 @@ import torch
 from core.recorder import RecordConfig, TrajectoryWriter
 from core.token_tables import TokenTables
 from core.trajectory import Trajectory
-from harness.checks import REGISTRY, CheckContext, run_check
+from harness.checks import REGISTRY, CheckContext, Verdict, check, get_check, run_check
+from harness.checks.registry import check_parameters
 from harness.sweep.expect import AGGREGATES, RunFile
 
 V, D = 16, 4
@@ -174,3 +175,27 @@ def test_cross_run_aggregates_name_what_they_read(tmp_path):
     assert not passed and per_run == {"r0": False, "r1": False}
     assert text.startswith("expected the mean radius to dip") and "dead radius of W over 2 runs" in text
     assert "minimum 2 at step 0" in text and "read the 4 steps 0..3" in text, text
+
+
+def test_loss_decreases_needs_two_recorded_losses(tmp_path):
+    one = verdict(write(tmp_path / "one.h5", frames=2, loss=[0, 9.0]), "loss_decreases")
+    assert not one.passed and one.message == "need at least 2 recorded steps with a loss, have 1"
+    two = verdict(write(tmp_path / "two.h5", frames=3, loss=[0, 9.0, 8.5]), "loss_decreases", window=10, min_drop=0.4)
+    assert two.passed and two.message == ("mean loss of the first 1 recorded steps (1..1) 9.0000, of the last 1 (2..2) "
+                                          "8.5000 (drop 0.5000)")
+
+
+def test_a_check_is_registered_once_under_its_name():
+    def always(ctx, level: int = 1) -> Verdict:
+        return Verdict(True, f"level {level}")
+
+    try:
+        assert check("test_only_always")(always) is always
+        assert get_check("test_only_always") is always and list(check_parameters(always)) == ["level"]
+        assert run_check("test_only_always", CheckContext(None, None), {"level": 3}).message == "level 3"
+        with pytest.raises(ValueError, match=r"^Check 'test_only_always' is already registered \(by test_check_messag"):
+            check("test_only_always")(always)
+    finally:
+        REGISTRY.pop("test_only_always", None)
+    with pytest.raises(KeyError, match="Unknown check 'test_only_always'. Available: decay_below_ulp_noop, deterministic, "):
+        get_check("test_only_always")
