@@ -10,56 +10,14 @@ They are also the fast guard of harness/checks in `nox -s mutants` (docs/testing
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from core.recorder import RecordConfig, TrajectoryWriter
-from core.token_tables import TokenTables
-from core.trajectory import Trajectory
+from check_files import D, DEAD, verdict, write
 from harness.checks import REGISTRY, CheckContext, Verdict, check, get_check, run_check
 from harness.checks.registry import check_parameters
 from harness.sweep.expect import AGGREGATES, RunFile
-
-V, D = 16, 4
-DEAD = [12, 13, 14, 15]  # never in the (notional) corpus
-GROUPS = [{"lr": 0.01, "weight_decay": 0.5, "betas": [0.9, 0.999], "eps": 1e-8,
-           "params": ["transformer.wte.weight", "lm_head.weight"]},
-          {"lr": 0.01, "weight_decay": 0.0, "betas": [0.9, 0.999], "eps": 1e-8, "params": ["transformer.ln_f.bias"]}]
-
-
-def base(step: int) -> torch.Tensor:
-    """(V, D) bf16: token t's row is t + step / 8 in every column (live rows drift, exactly representable)."""
-    return (torch.arange(V, dtype=torch.float32)[:, None] + step / 8).expand(V, D).to(torch.bfloat16).clone()
-
-
-def write(path: Path, frames: int = 4, edit=None, loss=None, lr: float = 0.01, shared: bool = False,
-          groups=GROUPS) -> Path:
-    """A trajectory of `frames` frames of E, W, grad_E, logits; `edit(step, tensors)` changes a frame."""
-    counts = np.where(np.isin(np.arange(V), DEAD), 0, 5)
-    tokens = TokenTables(counts == 0, counts, [f"t{i}" for i in range(V)])
-    meta = {"embeddings_shared": shared, "optimizer_groups": groups}
-    config = RecordConfig(tensors=["E", "W", "grad_E", "logits"], checkpoint_every=0, disk_reserve_mb=0)
-    with TrajectoryWriter(path, vocab_size=V, dim=D, tied=False, config=config, metadata=meta, tokens=tokens) as w:
-        for step in range(frames):
-            grad = torch.zeros(V, D, dtype=torch.bfloat16)
-            grad[: DEAD[0]] = 0.25 if step else 0.0  # live rows have a gradient, dead ones none
-            live_move = base(step)
-            live_move[DEAD] = base(0)[DEAD]  # dead rows of E never move
-            tensors = {"E": live_move, "W": base(step), "grad_E": grad, "logits": torch.zeros(V, dtype=torch.bfloat16)}
-            if edit is not None:
-                edit(step, tensors)
-            scalars = {} if step == 0 else {"loss": (loss or [9.0] * frames)[step], "lr": lr, "grad_norm": 1.5}
-            w.append(step, tensors, **scalars)
-    return path
-
-
-def verdict(path: Path, name: str, rerun=None, **args):
-    with Trajectory(path) as traj:
-        return run_check(name, CheckContext(traj, None, rerun=rerun), args)
-
 
 # ------------------------------------------------------------------ one failing case per check
 # Each builds a file in `tmp`, runs the check with arguments, and returns the verdict with the
