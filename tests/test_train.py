@@ -9,6 +9,7 @@ from core.data import DataConfig
 from core.device import resolve_device
 from core.model import InitConfig, ModelConfig, build_model, embedding, unembedding
 from core.optim import OptimConfig, build_optimizer, clip_gradients, describe_groups, lr_factor
+from core.step import REFERENCE
 from core.train import Training, TrainConfig
 
 SMALL = dict(vocab_size=1000)
@@ -195,3 +196,7 @@ def test_describe_groups_reads_each_group_as_the_live_optimizer_holds_it():
     assert exempt["params"] and all(n.endswith("bias") or ".ln_" in n for n in exempt["params"])
     named = sorted(n for n, _ in model.named_parameters(remove_duplicate=False))
     assert sorted(decay["params"] + exempt["params"]) == named
+
+
+def test_the_reference_step_names_itself_in_what_it_records():
+    assert REFERENCE.describe() == {"kernels": "reference"} and REFERENCE.name == "reference"
