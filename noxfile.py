@@ -91,7 +91,7 @@ def mutants_report(results: list[list[str]], diffs: dict[str, str], seconds: flo
     """Markdown: per module the count of each status and the kill rate, then each non-killed mutant's diff."""
     by_module: dict[str, dict[str, int]] = {}
     for name, status in results:
-        module = name.split(".x", 1)[0].split(".xǁ", 1)[0]  # mutmut names: module.x_function__mutmut_N
+        module = name.split(".x", 1)[0]  # mutmut names: module.x_function__mutmut_N, module.xǁClassǁmethod__mutmut_N
         counts = by_module.setdefault(module, dict.fromkeys(MUTANT_STATUSES, 0))
         counts[status] = counts.get(status, 0) + 1
     lines = [f"# Mutation testing: {len(results)} mutants, {seconds / 60:.1f} min", "",
@@ -102,14 +102,14 @@ def mutants_report(results: list[list[str]], diffs: dict[str, str], seconds: flo
             total[status] = total.get(status, 0) + counts[status]
         lines.append(f"| {module} | " + " | ".join(str(counts[s]) for s in MUTANT_STATUSES) + f" | {kill_rate(counts)} |")
     lines.append("| **all** | " + " | ".join(str(total[s]) for s in MUTANT_STATUSES) + f" | {kill_rate(total)} |")
-    lines += ["", "Kill rate: (killed + timeout) / (killed + timeout + survived + suspicious).", "",
-              "## Not killed", ""]
+    lines += ["", "Kill rate: (killed + timeout + segfault) / every mutant tested or without a test; "
+              "'not checked': the run stopped before it.", "", "## Not killed", ""]
     for name, diff in sorted(diffs.items()):
         lines += [f"```diff\n{diff.strip()}\n```", ""]
     return "\n".join(lines)
 
 
 def kill_rate(counts: dict[str, int]) -> str:
-    killed = counts["killed"] + counts["timeout"]
-    tried = killed + counts["survived"] + counts["suspicious"]
+    killed = counts["killed"] + counts["timeout"] + counts["segfault"]
+    tried = killed + counts["survived"] + counts["suspicious"] + counts["no tests"]
     return f"{killed / tried:.1%}" if tried else "-"
