@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -408,3 +409,21 @@ def test_a_resumed_writer_appends_after_the_kept_frames_bit_for_bit(tmp_path, co
         assert traj.meta["frames_complete"] == 4 and traj.meta["closed_cleanly"] and traj.meta["resumed"] == [2]
         assert np.array_equal(to_bits(traj["W"][:]), to_bits(torch.stack(frames[:2] + frames[3:])))
         assert traj["loss"][1:].tolist() == [1.0, 2.25, 3.25] and traj.steps.tolist() == [0, 1, 2, 3]
+
+
+def test_sync_returns_once_every_appended_frame_is_on_disk(tmp_path):
+    gen = torch.Generator().manual_seed(4)
+    frames = [torch.randn(V, D, generator=gen).to(torch.bfloat16) for _ in range(4)]
+    path = tmp_path / "s.h5"
+    w = TrajectoryWriter(path, vocab_size=V, dim=D, tied=False, config=RecordConfig(tensors=["W"], flush_every_frames=100))
+    with w:
+        for step, frame in enumerate(frames[:3]):
+            w.append(step, {"W": frame})
+        assert w.sync(fsync=True) == 3 and w.frames_complete == 3
+        with Trajectory(path) as live:  # a reader of the live file sees exactly the synced frames
+            assert len(live) == 3 and np.array_equal(to_bits(live["W"][:]), to_bits(torch.stack(frames[:3])))
+        w.append(3, {"W": frames[3]})  # the writer goes on after a sync
+    with Trajectory(path) as traj:
+        assert np.array_equal(to_bits(traj["W"][:]), to_bits(torch.stack(frames)))
+    with pytest.raises(RecorderError, match=rf"^Trajectory {re.escape(str(path))} is closed\.$"):
+        w.sync()
