@@ -77,6 +77,7 @@ CASES = [
     ("tied_identity-linked", {"shared": True, "tied": True, "tensors": ["E", "W"]}, "tied_identity", {}),
     ("tied_identity-apart-equal", {"shared": True, "edit": w_is_e}, "tied_identity", {}),
     ("tied_identity-apart-differ", {"shared": True}, "tied_identity", {}),
+    ("tied_identity-apart-40-frames", {"shared": True, "edit": w_is_e, "frames": 40}, "tied_identity", {}),  # 2 blocks
     ("finite-W", {"edit": non_finite}, "finite", {"tensor": "W"}),
     ("finite-E", {"edit": non_finite}, "finite", {"tensor": "E"}),
     ("finite-loss", {"loss": [0, 9.0, float("inf"), 9.0]}, "finite", {"tensor": "loss"}),
@@ -126,6 +127,7 @@ EXPECTED = {
     'tied_identity-no-E': (False, 'expected both E and W in the file (record E or W in a tied run)'),
     'tied_identity-linked': (True, 'E and W are one dataset over 4 frames'),
     'tied_identity-apart-equal': (True, 'E and W stored apart but equal at all 4 frames'),
+    'tied_identity-apart-40-frames': (True, 'E and W stored apart but equal at all 40 frames'),
     'tied_identity-apart-differ': (False, 'expected E == W (embeddings_shared = True); they differ in 3 of 4 frames, at steps [1, 2, 3]; largest |E - W| = 0.375'),
     'finite-W': (False, 'expected finite W over 4 frames; 3 non-finite values, at steps [1, 3]'),
     'finite-E': (True, 'all values of E are finite'),
