@@ -35,6 +35,19 @@ def non_finite(step, t):
         t["W"][0, 0] = float("nan")
 
 
+def late_events(step, t):  # 40 frames, two streamed blocks: dead row 13 of E moves, grad and W go bad at 35
+    if step >= 35:
+        t["E"][13] += 1
+    if step == 35:
+        t["grad_E"][14, 0] = 1.0
+        t["W"][2, 0] = float("nan")
+
+
+def dead_cloud_dips_late(step, t):  # the dead cloud of W: spread 2, then 1 from step 33, 3 from step 36
+    spread = 2 if step < 33 else 1 if step < 36 else 3
+    t["W"][DEAD] = (torch.tensor(DEAD, dtype=torch.float32)[:, None] * spread).expand(4, D).to(torch.bfloat16)
+
+
 def w_is_e(step, t):
     t["W"] = t["E"].clone()
 
@@ -59,6 +72,10 @@ CASES = [
     ("zero_displacement-pass", {}, "zero_displacement", {"tensor": "E", "tokens": "dead"}),
     ("zero_displacement-fail", {"edit": move_dead_e}, "zero_displacement", {"tensor": "E", "tokens": [13, 12, 3]}),
     ("zero_displacement-live", {"frames": 3}, "zero_displacement", {"tensor": "W", "tokens": "live"}),
+    ("zero_displacement-40-frames", {"frames": 40, "edit": late_events}, "zero_displacement", {"tensor": "E", "tokens": "dead"}),
+    ("zero_gradient-40-frames", {"frames": 40, "edit": late_events}, "zero_gradient", {"tensor": "grad_E", "tokens": "dead"}),
+    ("finite-40-frames", {"frames": 40, "edit": late_events}, "finite", {"tensor": "W"}),
+    ("radius-40-frames", {"frames": 40, "edit": dead_cloud_dips_late}, "radius_dips_before_growing", {"tensor": "W", "tokens": "dead"}),
     ("zero_displacement-empty", {}, "zero_displacement", {"tensor": "E", "tokens": []}),
     ("nonzero_displacement-pass", {}, "nonzero_displacement", {"tensor": "W", "tokens": "all"}),
     ("nonzero_displacement-fraction", {}, "nonzero_displacement", {"tensor": "E", "tokens": "all", "min_fraction": 0.75}),
@@ -106,6 +123,10 @@ CASES = [
 ]
 
 EXPECTED = {
+    'zero_displacement-40-frames': (False, 'expected E rows of dead tokens never to move; read 40 frames (steps 0..39): 1 of 4 moved, first at step 35; largest |displacement| 1; tokens that moved most: [13]; steps of first moves: [35]'),
+    'zero_gradient-40-frames': (False, 'expected zero grad_E rows for 4 dead tokens over 40 frames; 1 tokens had nonzero gradient [14] at steps [35]; largest |grad_E| 1'),
+    'finite-40-frames': (False, 'expected finite W over 40 frames; 1 non-finite values, at steps [35]'),
+    'radius-40-frames': (True, 'mean radius of the 4 dead rows of W over 40 frames: minimum 2 at step 33 (-50.000%), first above the start (4) at step 36'),
     'equal-pass': (True, 'E and W are bit-identical at step 0'),
     'equal-step-2': (False, 'expected E == W bit for bit at step 2; 4 rows differ, largest |E - W| = 0.25 at tokens [12, 13, 14, 15]'),
     'zero_displacement-pass': (True, '4 dead rows of E never moved over 4 frames'),
