@@ -67,6 +67,15 @@ SMALL_DECAY = [{**ONE_GROUP[0], "weight_decay": 0.1}]
 
 # (case id, write() arguments, check, check arguments)
 CASES = [
+    ("equal-defaults", {}, "equal", {}),
+    ("zero_displacement-defaults", {}, "zero_displacement", {}),
+    ("nonzero_displacement-defaults", {}, "nonzero_displacement", {}),
+    ("zero_gradient-defaults", {}, "zero_gradient", {}),
+    ("finite-defaults", {}, "finite", {}),
+    ("loss_decreases-defaults", {}, "loss_decreases", {}),
+    ("decay_below_ulp_noop-defaults", {}, "decay_below_ulp_noop", {}),
+    ("displacement_exceeds-defaults", {}, "displacement_exceeds", {}),
+    ("radius_dips_before_growing-defaults", {}, "radius_dips_before_growing", {}),
     ("equal-pass", {}, "equal", {"a": "E", "b": "W", "step": 0}),
     ("equal-step-2", {}, "equal", {"a": "E", "b": "W", "step": 2}),
     ("zero_displacement-pass", {}, "zero_displacement", {"tensor": "E", "tokens": "dead"}),
@@ -76,6 +85,9 @@ CASES = [
     ("zero_gradient-40-frames", {"frames": 40, "edit": late_events}, "zero_gradient", {"tensor": "grad_E", "tokens": "dead"}),
     ("finite-40-frames", {"frames": 40, "edit": late_events}, "finite", {"tensor": "W"}),
     ("radius-40-frames", {"frames": 40, "edit": dead_cloud_dips_late}, "radius_dips_before_growing", {"tensor": "W", "tokens": "dead"}),
+    ("tied_identity-apart-differ-40-frames", {"shared": True, "frames": 40}, "tied_identity", {}),
+    ("loss_decreases-defaults-40-frames", {"frames": 40, "loss": [0] + [10 - i / 8 for i in range(1, 40)]},
+     "loss_decreases", {}),
     ("zero_displacement-empty", {}, "zero_displacement", {"tensor": "E", "tokens": []}),
     ("nonzero_displacement-pass", {}, "nonzero_displacement", {"tensor": "W", "tokens": "all"}),
     ("nonzero_displacement-fraction", {}, "nonzero_displacement", {"tensor": "E", "tokens": "all", "min_fraction": 0.75}),
@@ -123,6 +135,17 @@ CASES = [
 ]
 
 EXPECTED = {
+    'equal-defaults': (True, 'E and W are bit-identical at step 0'),
+    'zero_displacement-defaults': (True, '4 dead rows of E never moved over 4 frames'),
+    'nonzero_displacement-defaults': (True, '4 of 4 dead rows of W (100.0%) moved by step 3'),
+    'zero_gradient-defaults': (True, 'grad_E rows of 4 dead tokens are zero in all 4 frames'),
+    'finite-defaults': (True, 'all values of W are finite'),
+    'loss_decreases-defaults': (False, 'expected the loss to drop by more than 0.0; mean loss of the first 1 recorded steps (1..1) 9.0000, of the last 1 (3..3) 9.0000 (drop 0.0000)'),
+    'decay_below_ulp_noop-defaults': (False, "dataset lr, steps 1..3: largest recorded lr 0.01 * weight decay 0.5 of transformer.wte.weight's group = 0.005: not below 2^-9 = 0.00195"),
+    'displacement_exceeds-defaults': (False, 'expected dead to move further than live; mean displacement of W rows from step 0 to 3: 4 dead 0.75, 12 live 0.75 (ratio 1)'),
+    'radius_dips_before_growing-defaults': (False, 'expected a contraction before growth; mean radius of the 4 dead rows of W over 4 frames: minimum 2 at step 0 (+0.000%), never above the start (2)'),
+    'tied_identity-apart-differ-40-frames': (False, 'expected E == W (embeddings_shared = True); they differ in 39 of 40 frames, at steps [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, ... 29 more]; largest |E - W| = 4.88'),
+    'loss_decreases-defaults-40-frames': (True, 'mean loss of the first 10 recorded steps (1..10) 9.3125, of the last 10 (30..39) 5.6875 (drop 3.6250)'),
     'zero_displacement-40-frames': (False, 'expected E rows of dead tokens never to move; read 40 frames (steps 0..39): 1 of 4 moved, first at step 35; largest |displacement| 1; tokens that moved most: [13]; steps of first moves: [35]'),
     'zero_gradient-40-frames': (False, 'expected zero grad_E rows for 4 dead tokens over 40 frames; 1 tokens had nonzero gradient [14] at steps [35]; largest |grad_E| 1'),
     'finite-40-frames': (False, 'expected finite W over 40 frames; 1 non-finite values, at steps [35]'),
