@@ -196,6 +196,8 @@ def test_describe_groups_reads_each_group_as_the_live_optimizer_holds_it():
     assert exempt["params"] and all(n.endswith("bias") or ".ln_" in n for n in exempt["params"])
     named = sorted(n for n, _ in model.named_parameters(remove_duplicate=False))
     assert sorted(decay["params"] + exempt["params"]) == named
+    optimizer.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))], "weight_decay": 0.3})
+    assert describe_groups(model, optimizer)[2]["params"] == ["?"]  # a parameter the model does not hold
 
 
 def test_the_reference_step_names_itself_in_what_it_records():
