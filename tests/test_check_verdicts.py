@@ -232,7 +232,9 @@ def test_deterministic_compares_every_dataset_of_a_rerun_bounded_by_the_recorded
     assert verdict(path, "deterministic", rerun=rerun, steps=10).message == (
         "a second run of 3 steps reproduced all 8 datasets bit for bit")
     assert asked == [3]  # the 3 steps the file recorded, not the 10 asked for
-    assert verdict(path, "deterministic").message == "no rerun available in this context"
+    assert verdict(path, "deterministic", rerun=rerun).passed and asked == [3, 2]  # by default the first 2 steps
+    none = verdict(path, "deterministic")
+    assert (none.passed, none.message) == (False, "no rerun available in this context")
     fewer = write(tmp_path / "fewer.h5", tensors=["W"])
     other = verdict(path, "deterministic", rerun=lambda n: fewer, steps=2)
     assert (other.passed, other.message) == (False, "expected a second run to record the same datasets; it recorded "
