@@ -88,6 +88,7 @@ CASES = [
     ("tied_identity-apart-differ-40-frames", {"shared": True, "frames": 40}, "tied_identity", {}),
     ("loss_decreases-defaults-40-frames", {"frames": 40, "loss": [0] + [10 - i / 8 for i in range(1, 40)]},
      "loss_decreases", {}),
+    ("decay_below_ulp_noop-defaults-below", {"groups": SMALL_DECAY}, "decay_below_ulp_noop", {}),
     ("zero_displacement-empty", {}, "zero_displacement", {"tensor": "E", "tokens": []}),
     ("nonzero_displacement-pass", {}, "nonzero_displacement", {"tensor": "W", "tokens": "all"}),
     ("nonzero_displacement-fraction", {}, "nonzero_displacement", {"tensor": "E", "tokens": "all", "min_fraction": 0.75}),
@@ -135,6 +136,7 @@ CASES = [
 ]
 
 EXPECTED = {
+    'decay_below_ulp_noop-defaults-below': (True, "dataset lr, steps 1..3: largest recorded lr 0.01 * weight decay 0.1 of transformer.wte.weight's group = 0.001 < 2^-9: 4 dead rows of E never moved over 4 frames"),
     'equal-defaults': (True, 'E and W are bit-identical at step 0'),
     'zero_displacement-defaults': (True, '4 dead rows of E never moved over 4 frames'),
     'nonzero_displacement-defaults': (True, '4 of 4 dead rows of W (100.0%) moved by step 3'),
@@ -244,6 +246,9 @@ def test_deterministic_compares_every_dataset_of_a_rerun_bounded_by_the_recorded
     differ = verdict(path, "deterministic", rerun=lambda n: loss, steps=3)
     assert (differ.passed, differ.message) == (False, "expected a second run to reproduce loss bit for bit over 4 "
                                                "frames; it differs first at step 3: 1 of 1 values")
+    nan = write(tmp_path / "nan.h5", loss=[0, 9.0, float("nan"), 9.0])  # NaN where this run has 9.0
+    assert verdict(path, "deterministic", rerun=lambda n: nan, steps=3).message.endswith("first at step 2: 1 of 1 values")
+    assert verdict(nan, "deterministic", rerun=lambda n: nan, steps=3).passed  # NaN where both have NaN: the same
 
 
 def test_helpers_name_ids_and_frames(tmp_path):
