@@ -81,6 +81,8 @@ def mutants(session: nox.Session) -> None:
     session.run("nice", "-n", "10", "mutmut", "run", "--max-children", str(os.cpu_count() or 1), *session.posargs,
                 external=True)
     listing = session.run("mutmut", "results", "--all", "true", silent=True)
+    if listing is None:  # nox --install-only: nothing ran
+        return
     results = [line.strip().rsplit(": ", 1) for line in listing.splitlines() if ": " in line and "__mutmut_" in line]
     diffs = {name: session.run("mutmut", "show", name, silent=True) for name, status in results if status != "killed"}
     Path("mutants", "report.md").write_text(mutants_report(results, diffs, time.monotonic() - started), encoding="utf-8")
