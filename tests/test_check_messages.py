@@ -137,7 +137,7 @@ def test_cross_run_aggregates_name_what_they_read(tmp_path):
 
 def test_loss_decreases_needs_two_recorded_losses(tmp_path):
     one = verdict(write(tmp_path / "one.h5", frames=2, loss=[0, 9.0]), "loss_decreases")
-    assert not one.passed and one.message == "need at least 2 recorded steps with a loss, have 1"
+    assert (one.passed, one.message) == (False, "need at least 2 recorded steps with a loss, have 1")
     two = verdict(write(tmp_path / "two.h5", frames=3, loss=[0, 9.0, 8.5]), "loss_decreases", window=10, min_drop=0.4)
     assert two.passed and two.message == ("mean loss of the first 1 recorded steps (1..1) 9.0000, of the last 1 (2..2) "
                                           "8.5000 (drop 0.5000)")

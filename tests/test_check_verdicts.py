@@ -89,6 +89,10 @@ CASES = [
     ("loss_decreases-defaults-40-frames", {"frames": 40, "loss": [0] + [10 - i / 8 for i in range(1, 40)]},
      "loss_decreases", {}),
     ("decay_below_ulp_noop-defaults-below", {"groups": SMALL_DECAY}, "decay_below_ulp_noop", {}),
+    ("decay-lr-nan-7-steps", {"groups": SMALL_DECAY, "lr": float("nan"), "frames": 8}, "decay_below_ulp_noop", {}),
+    ("decay-moved-two-tokens", {"groups": SMALL_DECAY, "edit": move_dead_e}, "decay_below_ulp_noop",
+     {"tensor": "E", "tokens": [12, 13]}),
+    ("radius-two-tokens", {"edit": dip_then_grow}, "radius_dips_before_growing", {"tensor": "W", "tokens": [12, 15]}),
     ("zero_displacement-empty", {}, "zero_displacement", {"tensor": "E", "tokens": []}),
     ("nonzero_displacement-pass", {}, "nonzero_displacement", {"tensor": "W", "tokens": "all"}),
     ("nonzero_displacement-fraction", {}, "nonzero_displacement", {"tensor": "E", "tokens": "all", "min_fraction": 0.75}),
@@ -136,6 +140,9 @@ CASES = [
 ]
 
 EXPECTED = {
+    'decay-lr-nan-7-steps': (False, 'the recorded lr holds 7 steps, not all finite: [nan, nan, nan, nan, nan]'),
+    'decay-moved-two-tokens': (False, "dataset lr, steps 1..3: largest recorded lr 0.01 * weight decay 0.1 of transformer.wte.weight's group = 0.001 < 2^-9: expected E rows of [12, 13] tokens never to move; read 4 frames (steps 0..3): 1 of 2 moved, first at step 2; largest |displacement| 2; tokens that moved most: [13]; steps of first moves: [2]"),
+    'radius-two-tokens': (True, 'mean radius of the 2 [12, 15] rows of W over 4 frames: minimum 3 at step 1 (-50.000%), first above the start (6) at step 2'),
     'decay_below_ulp_noop-defaults-below': (True, "dataset lr, steps 1..3: largest recorded lr 0.01 * weight decay 0.1 of transformer.wte.weight's group = 0.001 < 2^-9: 4 dead rows of E never moved over 4 frames"),
     'equal-defaults': (True, 'E and W are bit-identical at step 0'),
     'zero_displacement-defaults': (True, '4 dead rows of E never moved over 4 frames'),
@@ -221,6 +228,11 @@ def test_worst_lists_name_the_offending_tokens_and_steps(tmp_path):
     assert differ.worst == {"tokens": DEAD}
     radius = verdict(write(tmp_path / "f.h5", edit=shrink), "radius_dips_before_growing", tensor="W", tokens="dead")
     assert radius.worst["radius"] == pytest.approx([8.0, 6.0, 4.0, 2.0])
+    decay = verdict(write(tmp_path / "g.h5", groups=SMALL_DECAY, edit=move_dead_e), "decay_below_ulp_noop")
+    assert decay.worst == {"tokens": [13], "first_steps": [2]}
+    long = write(tmp_path / "long.h5", frames=101)  # lists in a verdict stop at 100 entries
+    assert len(verdict(long, "radius_dips_before_growing").worst["radius"]) == 100
+    assert len(verdict(long, "zero_gradient", tokens="live").worst["steps"]) == 100
 
 
 def test_deterministic_compares_every_dataset_of_a_rerun_bounded_by_the_recorded_steps(tmp_path):
