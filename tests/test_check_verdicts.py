@@ -278,5 +278,6 @@ def test_radius_dip_measure_on_known_series():
         "dips": False, "min_frame": 2, "min_relative": -0.5, "first_growth_frame": None}
     assert radius_dips_before_growing(np.array([2.0, 3.0, 1.0])) == {
         "dips": False, "min_frame": 0, "min_relative": 0.0, "first_growth_frame": 1}
+    assert radius_dips_before_growing(np.array([2.0, 0.0]))["min_relative"] == -1.0
     assert radius_dips_before_growing(np.array([0.0, 0.0])) == {
         "dips": False, "min_frame": 0, "min_relative": 0.0, "first_growth_frame": None}
