@@ -43,6 +43,11 @@ def late_events(step, t):  # 40 frames, two streamed blocks: dead row 13 of E mo
         t["W"][2, 0] = float("nan")
 
 
+def non_finite_in_both_blocks(step, t):
+    non_finite(step, t)
+    late_events(step, t)
+
+
 def dead_cloud_dips_late(step, t):  # the dead cloud of W: spread 2, then 1 from step 33, 3 from step 36
     spread = 2 if step < 33 else 1 if step < 36 else 3
     t["W"][DEAD] = (torch.tensor(DEAD, dtype=torch.float32)[:, None] * spread).expand(4, D).to(torch.bfloat16)
@@ -93,6 +98,7 @@ CASES = [
     ("decay-moved-two-tokens", {"groups": SMALL_DECAY, "edit": move_dead_e}, "decay_below_ulp_noop",
      {"tensor": "E", "tokens": [12, 13]}),
     ("radius-two-tokens", {"edit": dip_then_grow}, "radius_dips_before_growing", {"tensor": "W", "tokens": [12, 15]}),
+    ("finite-40-frames-both-blocks", {"frames": 40, "edit": non_finite_in_both_blocks}, "finite", {"tensor": "W"}),
     ("zero_displacement-empty", {}, "zero_displacement", {"tensor": "E", "tokens": []}),
     ("nonzero_displacement-pass", {}, "nonzero_displacement", {"tensor": "W", "tokens": "all"}),
     ("nonzero_displacement-fraction", {}, "nonzero_displacement", {"tensor": "E", "tokens": "all", "min_fraction": 0.75}),
@@ -140,6 +146,7 @@ CASES = [
 ]
 
 EXPECTED = {
+    'finite-40-frames-both-blocks': (False, 'expected finite W over 40 frames; 4 non-finite values, at steps [1, 3, 35]'),
     'decay-lr-nan-7-steps': (False, 'the recorded lr holds 7 steps, not all finite: [nan, nan, nan, nan, nan]'),
     'decay-moved-two-tokens': (False, "dataset lr, steps 1..3: largest recorded lr 0.01 * weight decay 0.1 of transformer.wte.weight's group = 0.001 < 2^-9: expected E rows of [12, 13] tokens never to move; read 4 frames (steps 0..3): 1 of 2 moved, first at step 2; largest |displacement| 2; tokens that moved most: [13]; steps of first moves: [2]"),
     'radius-two-tokens': (True, 'mean radius of the 2 [12, 15] rows of W over 4 frames: minimum 3 at step 1 (-50.000%), first above the start (6) at step 2'),
