@@ -237,7 +237,7 @@ def test_worst_lists_name_the_offending_tokens_and_steps(tmp_path):
     assert radius.worst["radius"] == pytest.approx([8.0, 6.0, 4.0, 2.0])
     decay = verdict(write(tmp_path / "g.h5", groups=SMALL_DECAY, edit=move_dead_e), "decay_below_ulp_noop")
     assert decay.worst == {"tokens": [13], "first_steps": [2]}
-    long = write(tmp_path / "long.h5", frames=101)  # lists in a verdict stop at 100 entries
+    long = write(tmp_path / "long.h5", frames=102)  # lists in a verdict stop at 100 entries (101 steps with a gradient)
     assert len(verdict(long, "radius_dips_before_growing").worst["radius"]) == 100
     assert len(verdict(long, "zero_gradient", tokens="live").worst["steps"]) == 100
 
