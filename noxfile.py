@@ -84,7 +84,8 @@ def mutants(session: nox.Session) -> None:
     if listing is None:  # nox --install-only: nothing ran
         return
     results = [line.strip().rsplit(": ", 1) for line in listing.splitlines() if ": " in line and "__mutmut_" in line]
-    diffs = {name: session.run("mutmut", "show", name, silent=True) for name, status in results if status != "killed"}
+    diffs = {name: session.run("mutmut", "show", name, silent=True) for name, status in results
+             if status not in ("killed", "not checked")}
     Path("mutants", "report.md").write_text(mutants_report(results, diffs, time.monotonic() - started), encoding="utf-8")
     session.log("mutants/report.md written")
 
