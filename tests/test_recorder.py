@@ -22,7 +22,7 @@ from core.data import DataConfig
 from core.model import ModelConfig
 from core.fast import KernelConfig, choose_kernels
 from core.fast.staging import frame_stager
-from core.format import PARAM_TENSORS
+from core.format import PARAM_TENSORS, frame_bytes, tied_name
 from core.h5read import TrajectoryFileError
 from core.recorder import RecordConfig, RecorderError, TrajectoryWriter
 from core.reopen import resume_trajectory
@@ -427,3 +427,9 @@ def test_sync_returns_once_every_appended_frame_is_on_disk(tmp_path):
         assert np.array_equal(to_bits(traj["W"][:]), to_bits(torch.stack(frames)))
     with pytest.raises(RecorderError, match=rf"^Trajectory {re.escape(str(path))} is closed\.$"):
         w.sync()
+
+
+def test_frame_bytes_and_tied_names():
+    assert frame_bytes(["W", "logits", "grad_E"], vocab=10, dim=4) == 2 * 10 * 4 + 2 * 10 + 2 * 10 * 4
+    assert [tied_name(n) for n in ("E", "grad_E", "exp_avg_sq_E", "W", "logits")] == [
+        "W", "grad_W", "exp_avg_sq_W", "W", "logits"]
