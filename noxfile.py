@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import os
 import platform
+import time
 from pathlib import Path
 
 import nox
@@ -74,3 +75,55 @@ def scenarios(session: nox.Session) -> None:
     install_project(session)
     session.run("python", "-m", "pytest", "scenarios", "--scale", "full", "--runs-dir", "runs", "--report", "-p",
                 "no:cacheprovider", "-rA", *session.posargs)
+
+
+MUTANT_STATUSES = ("killed", "survived", "timeout", "suspicious", "segfault", "no tests", "skipped", "not checked")
+
+
+@nox.session(default=False)
+def mutants(session: nox.Session) -> None:
+    """Mutation testing of the numeric core (step, optimizer, loss, data order, recorder write path)
+    and harness/checks with mutmut ([tool.mutmut] in pyproject.toml: the modules, the fast tests
+    that guard them). Writes mutants/report.md: mutants, kill rate per module, each survivor's diff.
+    Results are cached in mutants/ (git-ignored); `rm -rf mutants` starts afresh. Pass mutant name
+    globs after --, e.g. `nox -s mutants -- "core.data*"`. docs/testing.md: the last full run."""
+    install_project(session, "test,mutants")
+    started = time.monotonic()
+    session.run("nice", "-n", "10", "mutmut", "run", "--max-children", str(os.cpu_count() or 1), *session.posargs,
+                external=True)
+    listing = session.run("mutmut", "results", "--all", "true", silent=True)
+    if listing is None:  # nox --install-only: nothing ran
+        return
+    results = [line.strip().rsplit(": ", 1) for line in listing.splitlines() if ": " in line and "__mutmut_" in line]
+    diffs = {name: session.run("mutmut", "show", name, silent=True) for name, status in results
+             if status not in ("killed", "not checked")}
+    Path("mutants", "report.md").write_text(mutants_report(results, diffs, time.monotonic() - started), encoding="utf-8")
+    session.log("mutants/report.md written")
+
+
+def mutants_report(results: list[list[str]], diffs: dict[str, str], seconds: float) -> str:
+    """Markdown: per module the count of each status and the kill rate, then each non-killed mutant's diff."""
+    by_module: dict[str, dict[str, int]] = {}
+    for name, status in results:
+        module = name.split(".x", 1)[0]  # mutmut names: module.x_function__mutmut_N, module.xǁClassǁmethod__mutmut_N
+        counts = by_module.setdefault(module, dict.fromkeys(MUTANT_STATUSES, 0))
+        counts[status] = counts.get(status, 0) + 1
+    lines = [f"# Mutation testing: {len(results)} mutants, {seconds / 60:.1f} min", "",
+             "| module | " + " | ".join(MUTANT_STATUSES) + " | kill rate |", "|---" * (len(MUTANT_STATUSES) + 2) + "|"]
+    total = dict.fromkeys(MUTANT_STATUSES, 0)
+    for module, counts in sorted(by_module.items()):
+        for status in counts:
+            total[status] = total.get(status, 0) + counts[status]
+        lines.append(f"| {module} | " + " | ".join(str(counts[s]) for s in MUTANT_STATUSES) + f" | {kill_rate(counts)} |")
+    lines.append("| **all** | " + " | ".join(str(total[s]) for s in MUTANT_STATUSES) + f" | {kill_rate(total)} |")
+    lines += ["", "Kill rate: (killed + timeout + segfault) / every mutant tested or without a test; "
+              "'not checked': the run stopped before it.", "", "## Not killed", ""]
+    for name, diff in sorted(diffs.items()):
+        lines += [f"```diff\n{diff.strip()}\n```", ""]
+    return "\n".join(lines)
+
+
+def kill_rate(counts: dict[str, int]) -> str:
+    killed = counts["killed"] + counts["timeout"] + counts["segfault"]
+    tried = killed + counts["survived"] + counts["suspicious"] + counts["no tests"]
+    return f"{killed / tried:.1%}" if tried else "-"

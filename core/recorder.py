@@ -33,7 +33,7 @@ from core.bf16 import to_bits
 from core.disk import (Ballast, DiskFullError, RecorderError, Writeback, check_destination, check_free_space,
                        new_file)
 from core.encoding import COMPRESSIONS, DeltaEncoder, dataset_path, is_delta_coded
-from core.format import SCALARS, frame_bytes, stored_tensors, tied_name
+from core.format import SCALARS, frame_bytes, stored_tensors
 from core.layout import create_layout
 from core.token_tables import TokenTables
 
@@ -219,10 +219,6 @@ class TrajectoryWriter:
     def should_record(self, step: int, last_step: int) -> bool:
         """Whether optimizer step `step` (0 = initial state) gets a frame."""
         return step == 0 or step % self.config.every == 0 or step == last_step
-
-    def wants(self, name: str) -> bool:
-        """Whether a frame needs tensor `name` (E-side names count as W-side in tied runs)."""
-        return (tied_name(name) if self.tied else name) in self.names
 
     def append(self, step: int, tensors: dict[str, torch.Tensor], **scalars: float | torch.Tensor) -> None:
         """Queue one frame. `tensors` maps stored names to (V, D) or (V,) bf16 tensors on any device;

@@ -99,7 +99,7 @@ def test_deterministic_reruns_and_compares_every_dataset(write_scenario, tmp_pat
     other = load_scenario(write_scenario(tensors=ALL_TENSORS, steps=5), overrides=["data.seed=7"])
     with Trajectory(path) as traj:
         failed = get_check("deterministic")(CheckContext(traj, scenario, rerun=lambda n: rerun(other, n)), steps=3)
-    assert not failed.passed and "differs within the first" in failed.message
+    assert not failed.passed and "it differs first at step" in failed.message
 
 
 def test_decay_below_ulp_noop_checks_its_precondition(write_scenario, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -21,9 +22,10 @@ from core.data import DataConfig
 from core.model import ModelConfig
 from core.fast import KernelConfig, choose_kernels
 from core.fast.staging import frame_stager
-from core.format import PARAM_TENSORS
+from core.format import PARAM_TENSORS, frame_bytes, tied_name
 from core.h5read import TrajectoryFileError
 from core.recorder import RecordConfig, RecorderError, TrajectoryWriter
+from core.reopen import resume_trajectory
 from core.run import frame_tensors, train_and_record
 from core.token_tables import TokenTables
 from core.train import Training, TrainConfig
@@ -391,3 +393,47 @@ def test_early_writeback_hands_every_frame_to_the_disk_and_changes_no_bits(tmp_p
     assert advised[0.0] == 0
     if hasattr(os, "posix_fadvise"):
         assert advised[0.1] >= len(frames) * V * D * 2  # every frame's bytes were handed to the disk early
+
+
+@pytest.mark.parametrize("compression", ["none", "delta-zstd"])
+def test_a_resumed_writer_appends_after_the_kept_frames_bit_for_bit(tmp_path, compression):
+    """TrajectoryWriter.attach through core.reopen: frames 0-1 kept, frame 2 rewritten, 3 appended."""
+    gen = torch.Generator().manual_seed(5)
+    frames = [torch.randn(V, D, generator=gen).to(torch.bfloat16) for _ in range(5)]
+    config = RecordConfig(tensors=["W"], compression=compression, keyframe_every=2)
+    path = tmp_path / "r.h5"
+    with TrajectoryWriter(path, vocab_size=V, dim=D, tied=False, config=config) as w:
+        for step, frame in enumerate(frames[:3]):
+            w.append(step, {"W": frame}, loss=float(step), lr=0.5, grad_norm=2.0)
+    with resume_trajectory(path, frames=2, config=config, metadata={"resumed": [2]}) as w:
+        assert (w.frames_complete, w.vocab, w.dim, w.tied) == (2, V, D, False)
+        for step, frame in enumerate(frames[3:], start=2):
+            w.append(step, {"W": frame}, loss=float(step) + 0.25)
+    with Trajectory(path) as traj:
+        assert traj.meta["frames_complete"] == 4 and traj.meta["closed_cleanly"] and traj.meta["resumed"] == [2]
+        assert np.array_equal(to_bits(traj["W"][:]), to_bits(torch.stack(frames[:2] + frames[3:])))
+        assert traj["loss"][1:].tolist() == [1.0, 2.25, 3.25] and traj.steps.tolist() == [0, 1, 2, 3]
+
+
+def test_sync_returns_once_every_appended_frame_is_on_disk(tmp_path):
+    gen = torch.Generator().manual_seed(4)
+    frames = [torch.randn(V, D, generator=gen).to(torch.bfloat16) for _ in range(4)]
+    path = tmp_path / "s.h5"
+    w = TrajectoryWriter(path, vocab_size=V, dim=D, tied=False, config=RecordConfig(tensors=["W"], flush_every_frames=100))
+    with w:
+        for step, frame in enumerate(frames[:3]):
+            w.append(step, {"W": frame})
+        assert w.sync(fsync=True) == 3 and w.frames_complete == 3
+        with Trajectory(path) as live:  # a reader of the live file sees exactly the synced frames
+            assert len(live) == 3 and np.array_equal(to_bits(live["W"][:]), to_bits(torch.stack(frames[:3])))
+        w.append(3, {"W": frames[3]})  # the writer goes on after a sync
+    with Trajectory(path) as traj:
+        assert np.array_equal(to_bits(traj["W"][:]), to_bits(torch.stack(frames)))
+    with pytest.raises(RecorderError, match=rf"^Trajectory {re.escape(str(path))} is closed\.$"):
+        w.sync()
+
+
+def test_frame_bytes_and_tied_names():
+    assert frame_bytes(["W", "logits", "grad_E"], vocab=10, dim=4) == 2 * 10 * 4 + 2 * 10 + 2 * 10 * 4
+    assert [tied_name(n) for n in ("E", "grad_E", "exp_avg_sq_E", "W", "logits")] == [
+        "W", "grad_W", "exp_avg_sq_W", "W", "logits"]

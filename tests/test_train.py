@@ -8,7 +8,8 @@ import torch
 from core.data import DataConfig
 from core.device import resolve_device
 from core.model import InitConfig, ModelConfig, build_model, embedding, unembedding
-from core.optim import OptimConfig, build_optimizer, clip_gradients, lr_factor
+from core.optim import OptimConfig, build_optimizer, clip_gradients, describe_groups, lr_factor
+from core.step import REFERENCE
 from core.train import Training, TrainConfig
 
 SMALL = dict(vocab_size=1000)
@@ -181,3 +182,23 @@ def test_running_past_the_configured_steps_is_an_error(random_ids):
     t.step()
     with pytest.raises(RuntimeError, match="1 of 1 steps done"):
         t.step()
+
+
+
+def test_describe_groups_reads_each_group_as_the_live_optimizer_holds_it():
+    model = build_model(ModelConfig(**SMALL, tied=True), InitConfig())
+    optimizer = build_optimizer(model, OptimConfig(lr=3e-4, weight_decay=0.1, beta1=0.8, beta2=0.99, eps=1e-6))
+    optimizer.param_groups[0]["lr"] = 0.5  # as a schedule sets it: what the optimizer holds is what is described
+    decay, exempt = describe_groups(model, optimizer)
+    assert (decay["lr"], decay["weight_decay"], decay["betas"], decay["eps"]) == (0.5, 0.1, [0.8, 0.99], 1e-6)
+    assert (exempt["lr"], exempt["weight_decay"]) == (3e-4, 0.0)
+    assert {"transformer.wte.weight", "lm_head.weight"} <= set(decay["params"])  # tied: the one parameter, both names
+    assert exempt["params"] and all(n.endswith("bias") or ".ln_" in n for n in exempt["params"])
+    named = sorted(n for n, _ in model.named_parameters(remove_duplicate=False))
+    assert sorted(decay["params"] + exempt["params"]) == named
+    optimizer.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))], "weight_decay": 0.3})
+    assert describe_groups(model, optimizer)[2]["params"] == ["?"]  # a parameter the model does not hold
+
+
+def test_the_reference_step_names_itself_in_what_it_records():
+    assert REFERENCE.describe() == {"kernels": "reference"} and REFERENCE.name == "reference"

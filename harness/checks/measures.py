@@ -43,7 +43,7 @@ def radius_dips_before_growing(radius: np.ndarray) -> dict:
     sneeze")? radius (T,): the minimum before the first frame above radius[0], and where."""
     above = np.flatnonzero(radius > radius[0])
     end = int(above[0]) if above.size else len(radius)
-    low = int(np.argmin(radius[:end])) if end > 0 else 0
+    low = int(np.argmin(radius[:end]))  # end >= 1: frame 0 is never above itself
     return {"dips": bool(above.size and radius[low] < radius[0]), "min_frame": low,
             "min_relative": float(radius[low] / radius[0] - 1) if radius[0] else 0.0,
             "first_growth_frame": end if above.size else None}

@@ -250,5 +250,8 @@ def mean_radius_dips(runs: list[RunFile], tensor: str = "W", tokens: TokenSet = 
             else "never above it")
     text = (f"mean {tokens} radius of {tensor} over {len(runs)} runs: start {mean[0]:.5g}, minimum {mean[dip['min_frame']]:.5g} "
             f"at step {common[dip['min_frame']]} ({dip['min_relative']:+.3%}), {grow}; "
-            f"{sum(own.values())} of {len(runs)} runs dip on their own")
+            f"{sum(own.values())} of {len(runs)} runs dip on their own; read the {len(common)} steps "
+            f"{common[0]}..{common[-1]} every run recorded")
+    if not dip["dips"]:
+        text = f"expected the mean radius to dip below its start before it grows; {text}"
     return dip["dips"], own, text
