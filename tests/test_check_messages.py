@@ -14,7 +14,7 @@ import re
 import pytest
 import torch
 
-from check_files import D, DEAD, verdict, write
+from check_files import D, DEAD, base, verdict, write
 from harness.checks import REGISTRY, CheckContext, Verdict, check, get_check, run_check
 from harness.checks.registry import check_parameters
 from harness.sweep.expect import AGGREGATES, RunFile
@@ -98,6 +98,61 @@ def fail_radius_dips_before_growing(tmp):
     return v, "W", "minimum 2 at step 0"  # |t - 13.5| * 2 averaged over t = 12..15, times sqrt(D) = 2
 
 
+# The dynamics checks (harness/dynamics/checks.py): registered when harness.scenario.expectations is imported.
+def freezing(last):  # dead row DEAD[i] of W stops moving after step last[i]
+    def edit(step, t):
+        for row, k in zip(DEAD, last):
+            t["W"][row] = base(min(step, k))[row]
+    return edit
+
+
+def fail_supernova_ends_by(tmp):  # every row drifts 1/8 a step: the cloud never slows down
+    v = verdict(write(tmp / "f.h5", frames=6), "supernova_ends_by", step=0)
+    return v, "W", "speed peaks at 0.25 per step (step 1)"  # 1/8 in each of 4 columns: norm 0.25
+
+
+def fail_freeze_spread_below(tmp):
+    v = verdict(write(tmp / "f.h5", frames=9, edit=freezing([1, 3, 5, 7])), "freeze_spread_below", spread=0.2)
+    return v, "W", "10-90 % range 0.600"  # (6.4 - 1.6) / 8 steps
+
+
+def fail_freeze_is_abrupt(tmp):
+    v = verdict(write(tmp / "f.h5", frames=9, edit=freezing([1, 3, 5, 7])), "freeze_is_abrupt")
+    return v, "W", "10-90 % range 0.600"
+
+
+def fail_freeze_is_progressive(tmp):
+    v = verdict(write(tmp / "f.h5", frames=9, edit=freezing([2, 2, 2, 2])), "freeze_is_progressive")
+    return v, "W", "10-90 % range 0.000"
+
+
+def fail_inhale_happens(tmp):  # the dead cloud translates rigidly: its radius never dips
+    v = verdict(write(tmp / "f.h5", frames=6), "inhale_happens")
+    return v, "W", "(start 2) never dips below its start"
+
+
+def fail_collapse_at_most(tmp):
+    def edit(step, t):  # dead token 13's row of W is 12's
+        t["W"][13] = t["W"][12]
+    v = verdict(write(tmp / "f.h5", edit=edit), "collapse_at_most", count=0)
+    return v, "W", "identical_rows = 2"
+
+
+def fail_collapse_at_least(tmp):
+    v = verdict(write(tmp / "f.h5"), "collapse_at_least", count=3)
+    return v, "W", "identical_rows = 0"
+
+
+def fail_outward_share_between(tmp):
+    v = verdict(write(tmp / "f.h5", frames=6), "outward_share_between", low=0.9, high=1.0)
+    return v, "W", "0.500 of 20 moving steps"
+
+
+def fail_live_flux_at_least(tmp):
+    v = verdict(write(tmp / "f.h5", frames=6), "live_flux_at_least", crossings=100)
+    return v, "W", "0 entries and 0 exits"
+
+
 FAILING = {name[len("fail_"):]: fn for name, fn in globals().items() if name.startswith("fail_")}
 
 
@@ -127,12 +182,20 @@ def test_the_same_files_pass_where_they_should(tmp_path):
 
 def test_cross_run_aggregates_name_what_they_read(tmp_path):
     """A sweep's aggregates (harness.sweep.expect) on runs built to fail them: dataset, steps, the number."""
-    assert set(AGGREGATES) == {"mean_radius_dips_before_growing"}, "add a failing case here for a new aggregate"
+    assert set(AGGREGATES) == {"mean_radius_dips_before_growing", "inhale_fraction", "supernova_ends_between",
+                               "pooled_outward_share_between"}, "add a failing case here for a new aggregate"
     runs = [RunFile(f"r{i}", write(tmp_path / f"r{i}.h5", edit=spread_dead_rows), None) for i in range(2)]
     passed, per_run, text = AGGREGATES["mean_radius_dips_before_growing"](runs, tensor="W", tokens="dead")
     assert not passed and per_run == {"r0": False, "r1": False}
     assert text.startswith("expected the mean radius to dip") and "dead radius of W over 2 runs" in text
     assert "minimum 2 at step 0" in text and "read the 4 steps 0..3" in text, text
+    drifting = [RunFile(f"d{i}", write(tmp_path / f"d{i}.h5", frames=6), None) for i in range(2)]
+    for name, args, number in [("inhale_fraction", {}, "in 0 of 2 runs"),
+                               ("supernova_ends_between", dict(low=0, high=2), "never settles in 2"),
+                               ("pooled_outward_share_between", dict(low=0.9, high=1.0), "pooled 0.500 of 40 steps")]:
+        passed, per_run, text = AGGREGATES[name](drifting, **args)
+        assert not passed and per_run == {"d0": False, "d1": False}, (name, text)
+        assert "dead" in text and re.search(r"\bW\b", text) and number in text, (name, text)
 
 
 def test_loss_decreases_needs_two_recorded_losses(tmp_path):
@@ -155,5 +218,5 @@ def test_a_check_is_registered_once_under_its_name():
             check("test_only_always")(always)
     finally:
         REGISTRY.pop("test_only_always", None)
-    with pytest.raises(KeyError, match="Unknown check 'test_only_always'. Available: decay_below_ulp_noop, deterministic, "):
+    with pytest.raises(KeyError, match="Unknown check 'test_only_always'. Available: .*decay_below_ulp_noop, deterministic, "):
         get_check("test_only_always")
