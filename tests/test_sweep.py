@@ -23,7 +23,9 @@ from h5util import differing_attributes
 from harness.cli import main
 from harness.resume import FAULT_ENV
 from harness.sweep.run import PAUSE_ENV, load_sweep, run_sweep
-from harness.sweep.spec import SweepError
+from harness.sweep.expect import definition_key
+from harness.sweep.report import summary_table
+from harness.sweep.spec import ExpectAll, SweepError
 from harness.sweep.index import read_index
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -442,3 +444,16 @@ def test_a_sigterm_stops_a_ray_sweep_and_marks_its_run_interrupted(sweep_file, t
         _kill_session(session)
     statuses = sorted(e["status"] for e in read_index(out / "smoke")["runs"].values())
     assert statuses == ["interrupted", "pending", "pending", "pending"]
+
+
+def test_the_summary_counts_only_the_sweep_files_current_cross_run_verdicts():
+    """Cached verdicts of [[expect_all]] tables since removed or changed stay in the index, not in the table."""
+    kept = ExpectAll(check="zero_gradient", args={"tensor": "grad_E", "tokens": "dead"}, id="grad")
+    changed = ExpectAll(check="zero_displacement", args={"tensor": "E", "tokens": "dead"}, id="disp")
+    entry = {"status": "done", "seconds": 1.0, "verdicts": {},
+             "expect_all": {"grad": {"passed": True, "key": definition_key(kept)},
+                            "disp": {"passed": False, "key": "an older definition"},
+                            "gone": {"passed": False, "key": "a removed table"}}}
+    index = {"runs": {"r": entry}}
+    assert summary_table(index, ["r"]).endswith("1/3 pass (fail: disp, gone)")  # without the file: all cached
+    assert summary_table(index, ["r"], [kept, changed]).endswith("  1/1 pass")

@@ -28,7 +28,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         ignore_stop_signals_at_exit()  # one more while the interpreter shuts down: ignored
         print(f"interrupted: {stop}.", file=sys.stderr)
         return stop.exit_code
-    print(summary_table(result.index, [r.id for r in sweep.runs]))
+    print(summary_table(result.index, [r.id for r in sweep.runs], sweep.expect_all))
     if result.cross:
         print()
         print(cross_table(result.cross))

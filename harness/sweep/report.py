@@ -7,31 +7,36 @@ from pathlib import Path
 from typing import Any
 
 from harness.scenario.cli import verdict_word
-from harness.sweep.expect import CrossVerdict, RunFile, radius_series
+from harness.sweep.expect import CrossVerdict, RunFile, definition_key, radius_series
+from harness.sweep.spec import ExpectAll
 
 log = logging.getLogger(__name__)
 
 PLOT_NAME = "radius.png"
 
 
-def verdict_counts(entry: dict[str, Any]) -> str:
-    verdicts = list(entry.get("verdicts", {}).values()) + list(entry.get("expect_all", {}).values())
+def verdict_counts(entry: dict[str, Any], current: dict[str, str] | None = None) -> str:
+    """"k/n pass" over a run's own verdicts and its cached [[expect_all]] verdicts. `current` (id ->
+    definition key of the sweep file's [[expect_all]] tables now): cached verdicts of tables since
+    removed or changed are left out."""
+    cached = {k: v for k, v in entry.get("expect_all", {}).items()
+              if current is None or current.get(k) == v.get("key")}
+    verdicts = {**entry.get("verdicts", {}), **cached}
     if not verdicts:
         return "-"
-    passed = sum(v["passed"] for v in verdicts)
-    text = f"{passed}/{len(verdicts)} pass"
-    failed = [k for k, v in {**entry.get("verdicts", {}), **entry.get("expect_all", {})}.items() if not v["passed"]]
-    return text + (f" (fail: {', '.join(failed)})" if failed else "")
+    failed = [k for k, v in verdicts.items() if not v["passed"]]
+    return f"{len(verdicts) - len(failed)}/{len(verdicts)} pass" + (f" (fail: {', '.join(failed)})" if failed else "")
 
 
-def summary_table(index: dict[str, Any], run_ids: list[str]) -> str:
-    """One line per run: id, status, seconds, verdicts."""
+def summary_table(index: dict[str, Any], run_ids: list[str], expect_all: list[ExpectAll] | None = None) -> str:
+    """One line per run: id, status, seconds, verdicts (of the sweep file's `expect_all` tables, when given)."""
+    current = None if expect_all is None else {e.id: definition_key(e) for e in expect_all}
     rows = [("run", "status", "seconds", "verdicts")]
     for rid in run_ids:
         e = index["runs"][rid]
         seconds = f"{e['seconds']:.1f}" if e.get("seconds") is not None else "-"
         status = e["status"] + (f": {e['error']}" if e.get("error") else "")
-        rows.append((rid, status, seconds, verdict_counts(e)))
+        rows.append((rid, status, seconds, verdict_counts(e, current)))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(r[:3], widths)) + "  " + r[3] for r in rows)
 
