@@ -18,12 +18,13 @@ from pathlib import Path
 import h5py
 import pytest
 
+from check_files import write as write_checks_file
 from conftest import TINY_SCENARIO
 from h5util import differing_attributes
 from harness.cli import main
 from harness.resume import FAULT_ENV
 from harness.sweep.run import PAUSE_ENV, load_sweep, run_sweep
-from harness.sweep.expect import definition_key
+from harness.sweep.expect import definition_key, radius_series
 from harness.sweep.report import summary_table
 from harness.sweep.spec import ExpectAll, SweepError
 from harness.sweep.index import read_index
@@ -457,3 +458,12 @@ def test_the_summary_counts_only_the_sweep_files_current_cross_run_verdicts():
     index = {"runs": {"r": entry}}
     assert summary_table(index, ["r"]).endswith("1/3 pass (fail: disp, gone)")  # without the file: all cached
     assert summary_table(index, ["r"], [kept, changed]).endswith("  1/1 pass")
+
+
+def test_a_radius_of_a_tensor_the_run_did_not_record_is_an_error_naming_the_file(tmp_path):
+    """Before: an untied run without W silently gave E's radius under W's name."""
+    path = write_checks_file(tmp_path / "untied.h5", tensors=("E", "grad_E"))
+    steps, radius = radius_series(path, "E")
+    assert steps.tolist() == [0, 1, 2, 3] and radius.shape == (4,)
+    with pytest.raises(KeyError, match=r"untied\.h5 has no 'W'\. Recorded: .*E"):
+        radius_series(path, "W")

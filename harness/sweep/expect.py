@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from core.trajectory import Trajectory
 from harness.checks.measures import cloud_radius, radius_dips_before_growing, token_ids
 from harness.checks.registry import REGISTRY, TOKEN_SET_NAMES, CheckContext, TokenSet, run_check
 from harness.scenario.expectations import parse_expectations
@@ -166,8 +167,6 @@ def _aggregate_args(here: str, name: str, args: dict[str, Any]) -> dict[str, Any
 # ------------------------------------------------------------------ evaluating
 def evaluate_run(path: Path, scenario: Scenario, expectations: list[Expectation]) -> dict[str, dict[str, Any]]:
     """Per-run verdicts {expectation id: {check, passed, message}} for one trajectory file."""
-    from core.trajectory import Trajectory
-
     out: dict[str, dict[str, Any]] = {}
     with Trajectory(path) as traj:
         ctx = CheckContext(traj, scenario)  # no rerun: a sweep's determinism is checked across runs
@@ -226,12 +225,11 @@ def _cached_or_checked(run: RunFile, e: ExpectAll) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ aggregates
 def radius_series(path: Path, tensor: str = "W", tokens: TokenSet = "dead") -> tuple[np.ndarray, np.ndarray]:
-    """(steps (T,), mean distance of the `tokens` rows of `tensor` from their centroid (T,)) of one run."""
-    from core.trajectory import Trajectory
-
+    """(steps (T,), mean distance of the `tokens` rows of `tensor` from their centroid (T,)) of one run.
+    A run that did not record `tensor` is a KeyError naming the file and what it recorded (a tied
+    run records both names)."""
     with Trajectory(path) as traj:
-        name = tensor if tensor in traj else "E"
-        return traj.steps.copy(), cloud_radius(traj, name, token_ids(traj, tokens))
+        return traj.steps.copy(), cloud_radius(traj, tensor, token_ids(traj, tokens))
 
 
 @aggregate("mean_radius_dips_before_growing")
