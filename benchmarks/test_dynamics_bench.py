@@ -11,21 +11,16 @@ Measured 2026-12-03 on the shared 2-core machine (nice 15, other jobs running): 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-from test_report_bench import write_walk
+from test_report_bench import child_rss_and_seconds, write_walk
 
 SHORT, LONG = 201, 1001  # frames; LONG is Flannel 1 at full scale (1,000 steps, every step)
 
 
 def summary_rss_and_seconds(path: Path) -> tuple[float, float]:
     """Peak RSS (MiB) and seconds of dynamics_summary(path) in its own process."""
-    child = Path(__file__).with_name("dynamics_child.py")
-    peak_kib, seconds = subprocess.run([sys.executable, str(child), str(path)], capture_output=True, text=True,
-                                       check=True).stdout.split()
-    return int(peak_kib) / 1024, float(seconds)
+    return child_rss_and_seconds("dynamics_child.py", path)
 
 
 def test_dynamics_summary_memory_is_flat_in_file_length(benchmark, bench_dir):

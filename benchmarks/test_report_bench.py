@@ -49,15 +49,19 @@ def write_walk(path: Path, frames: int) -> None:
 RUNS_PER_FILE = 2
 
 
+def child_rss_and_seconds(child_script: str, *args: Path) -> tuple[float, float]:
+    """Peak RSS (MiB) and seconds of one run of `child_script` (beside this file) in its own process;
+    the script takes `args` and prints "<peak KiB> <seconds>"."""
+    child = Path(__file__).with_name(child_script)
+    peak_kib, seconds = subprocess.run([sys.executable, str(child), *map(str, args)], capture_output=True, text=True,
+                                       check=True).stdout.split()
+    return int(peak_kib) / 1024, float(seconds)
+
+
 def report_rss_and_seconds(path: Path, out: Path, child_script: str = "report_child.py") -> tuple[float, float]:
     """The lower peak RSS (MiB) of RUNS_PER_FILE reports of `path` (or what `child_script` writes: it takes
     PATH OUT and prints "<peak KiB> <seconds>"), each in its own process, and their mean seconds."""
-    child = Path(__file__).with_name(child_script)
-    runs = []
-    for _ in range(RUNS_PER_FILE):
-        peak_kib, seconds = subprocess.run([sys.executable, str(child), str(path), str(out)], capture_output=True,
-                                           text=True, check=True).stdout.split()
-        runs.append((int(peak_kib) / 1024, float(seconds)))
+    runs = [child_rss_and_seconds(child_script, path, out) for _ in range(RUNS_PER_FILE)]
     return min(rss for rss, _ in runs), sum(s for _, s in runs) / len(runs)
 
 
