@@ -230,7 +230,28 @@ def test_steps_not_frames_and_no_inhale(tmp_path):
     assert not check(tmp_path / "s.h5", "inhale_happens").passed
 
 
-# ------------------------------------------------------------------ collapse
+def test_an_inhale_measured_from_the_origin_is_not_the_centroid_one(tmp_path):
+    """A rigid cloud carried towards the origin, then away: its centroid radius never changes (no
+    inhale about the centroid), while its rows' mean distance from the origin dips, then grows."""
+    centres = [(0.0, 0.0, 4.0, 0.0), (0.0, 0.0, 3.0, 0.0), (0.0, 0.0, 2.0, 0.0), (0.0, 0.0, 5.0, 0.0)]
+    path = write(tmp_path / "o.h5", [live_and_dead(CROSS * 0.5 + torch.tensor(c)) for c in centres], n_dead=4)
+    about_centroid = inhale(path)
+    assert not about_centroid.happened and about_centroid.first_dip_step is None
+    np.testing.assert_allclose(about_centroid.radius, 0.5)
+    i = inhale(path, center="origin")
+    norms = [np.hypot(0.5, z) for z in (4, 3, 2, 5)]  # every row 0.5 off the z axis
+    np.testing.assert_allclose(i.radius, norms, rtol=1e-6)
+    assert i.center == "origin" and i.to_dict()["center"] == "origin"
+    assert i.happened and (i.first_dip_step, i.min_step, i.dip_frames, i.first_growth_step) == (1, 2, 2, 3)
+    assert i.depth == pytest.approx(1 - norms[2] / norms[0])
+    v = check(path, "inhale_happens", center="origin")
+    assert v.passed and "from the origin" in v.message and "at step 2" in v.message
+    v = check(path, "inhale_happens")
+    assert not v.passed and "from their centroid" in v.message and "never dips below its start" in v.message
+    with pytest.raises(ValueError, match="center = 'middle': expected one of centroid, origin"):
+        inhale(path, center="middle")
+
+
 def collapsed_frame() -> torch.Tensor:
     """20 rows, 10 live (0-9) and 10 dead (10-19): dead 10, 11, 12 and live 1 share one vector,
     dead 13 equals live 0, dead 14-18 form a chain each one ULP from the next in coordinate 0 (so
@@ -299,7 +320,32 @@ def test_outward_share_per_step_pooled_and_windowed(tmp_path, chunk):
     json.dumps(o.to_dict())
 
 
-# ------------------------------------------------------------------ across runs
+def test_a_drifting_cloud_steps_outward_from_the_origin_but_not_from_its_centroid(tmp_path):
+    """Every dead row moves by the same step +z while the cloud sits at z > 0: from the origin all
+    4 rows step outward at each frame; about the previous centroid the step is tangential to every
+    row (none outward). A drift along +x instead is outward about the centroid for the +x row only,
+    and from the origin for the rows at x > 0."""
+    frames = [live_and_dead(CROSS + torch.tensor([0.0, 0.0, 1.0 + k, 0.0])) for k in range(4)]
+    path = write(tmp_path / "d.h5", frames, n_dead=4)
+    origin = outward_share(path, center="origin")
+    assert origin.center == "origin" and origin.share == 1.0 and origin.moving.tolist() == [0, 4, 4, 4]
+    assert outward_share(path).share == 0.0  # CROSS rows lie in x/y: the z step is tangential to each about the centre
+    tilted = [live_and_dead(CROSS + torch.tensor([k, 0.0, 1.0, 0.0])) for k in range(3)]
+    t = outward_share(write(tmp_path / "t.h5", tilted, n_dead=4), center="centroid")
+    assert t.outward.tolist() == [0, 1, 1]  # the +x row steps away from the centre, the -x row towards it
+    # from the origin: x = 1 only at frame 0 (the +x row); x = 2, 1, 1 (and 0) at frame 1
+    assert outward_share(tmp_path / "t.h5", center="origin").outward.tolist() == [0, 1, 3]
+    v = check(path, "outward_share_between", low=0.9, high=1.0, center="origin")
+    assert v.passed and "outward from the origin: 1.000 of 12 moving steps" in v.message
+    v = check(path, "outward_share_between", low=0.9, high=1.0)
+    assert not v.passed and "outward from their centroid: 0.000 of 12" in v.message
+    runs = [RunFile("d", path, None)]
+    passed, _, text = pooled_outward_share_between(runs, low=0.9, high=1.0, center="origin")
+    assert passed and "from the origin" in text and "pooled 1.000 of 12 steps" in text
+    with pytest.raises(ValueError, match="center = 'zero'"):
+        outward_share(path, center="zero")
+
+
 def test_aggregates_state_a_fraction_of_runs_and_the_spread(tmp_path):
     inhales = write(tmp_path / "in.h5", breathing([1, 0.75, 0.5, 0.75, 1.25, 2]), n_dead=4)
     grows = write(tmp_path / "out.h5", breathing([1, 1.5, 0.5]), n_dead=4)

@@ -1,13 +1,13 @@
 """The figures and numbers of docs/findings.md, from the studies' trajectory files.
 
-    python docs/figures/make_figures.py /work/studies      # the --out folder the sweeps wrote
+    python docs/figures/make_figures.py /work/studies [FIGURES_DIR]   # the --out folder the sweeps wrote
 
 Reads every finished run (its sweep's index.json) of the studies under OUT (flannel_1_seeds,
 flannel_2_untied_seeds, init_std, lr_decay: those present), measures each with the
 definitions of harness.dynamics (docs/dynamics.md), caches each run's measures beside its
 file (<run>.dynamics.npz: the definitions' numbers and per-frame series, recomputed when the
 trajectory is newer), and writes small PNGs plus findings.json (every number the page
-quotes) to docs/figures/.
+quotes) to docs/figures/ (or FIGURES_DIR). tests/test_studies.py runs it on the smoke studies.
 """
 
 from __future__ import annotations
@@ -25,61 +25,47 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from core.trajectory import Trajectory  # noqa: E402
-from harness.dynamics import collapse, flux, freeze, inhale, inhale_of, outward_share, supernova_end  # noqa: E402
+from harness.dynamics import collapse, flux, freeze, inhale, outward_share, supernova_end  # noqa: E402
 from harness.sweep.index import is_finished, read_index  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DPI = 72
 SERIES = {"supernova": ("steps", "speed"), "freeze": ("steps", "moving_fraction", "freeze_steps"),
-          "flux": ("inside", "entries", "exits", "radius"), "inhale": ("radius",), "outward": ("outward", "moving")}
+          "flux": ("inside", "entries", "exits", "radius"), "inhale": ("radius",), "outward": ("outward", "moving"),
+          "inhale_origin": ("radius",), "outward_origin": ("outward", "moving")}
+CACHE_VERSION = 2  # bump when measure() changes what it caches
 
 
-def origin_steps(path: Path, chunk: int = 16) -> dict:
-    """Per frame: of the dead rows that moved, how many stepped away from the origin (d . x > 0), and
-    the dead centroid's distance from the origin, the dead rows' mean distance from that centroid and
-    their mean norm (distance from the origin)."""
+def centroid_norm(path: Path, chunk: int = 16) -> np.ndarray:
+    """Per frame (T,): the dead centroid's distance from the origin (the cloud's drift)."""
     with Trajectory(path) as traj:
-        ids = traj.dead
-        n = len(traj)
-        away, moving, centre, spread, norm = (np.zeros(n) for _ in range(5))
-        before = None  # (n_dead, D): the frame before this block
-        for start, block in traj.iter_frames("W", chunk=chunk, tokens=ids):
-            rows = block.float()  # (C, n_dead, D)
-            prev = torch.cat([rows[:1] if before is None else before[None], rows[:-1]])  # frame 0: no step
-            step = rows - prev
-            moved = (step != 0).any(-1)  # (C, n_dead)
-            span = slice(start, start + len(rows))
-            away[span] = (((step * prev).sum(-1) > 0) & moved).sum(-1).numpy()
-            moving[span] = moved.sum(-1).numpy()
-            c = rows.mean(1)  # (C, D)
-            centre[span] = c.norm(dim=-1).numpy()
-            spread[span] = (rows - c[:, None]).norm(dim=-1).mean(1).numpy()
-            norm[span] = rows.norm(dim=-1).mean(1).numpy()
-            before = rows[-1]
-    return {"origin.away": away, "origin.moving": moving, "origin.centre": centre, "origin.spread": spread,
-            "origin.norm": norm}
+        out = np.zeros(len(traj))
+        for start, block in traj.iter_frames("W", chunk=chunk, tokens=traj.dead):
+            out[start : start + len(block)] = block.float().mean(1).norm(dim=-1).numpy()  # (C, n_dead, D) -> (C,)
+    return out
 
 
 def measure(path: Path, full: bool) -> dict:
-    """Every definition on one run (full: all six; else supernova, inhale, outward, collapse)."""
+    """Every definition on one run (full: all six; else supernova, inhale, outward, collapse), the
+    inhale and outward share also from the origin."""
     cache = path.with_suffix(".dynamics.npz")
     if cache.exists() and cache.stat().st_mtime > path.stat().st_mtime:
         data = np.load(cache, allow_pickle=False)
-        return {"numbers": json.loads(str(data["numbers"])), **{k: data[k] for k in data.files if k != "numbers"}}
+        numbers = json.loads(str(data["numbers"]))
+        if numbers.get("cache_version") == CACHE_VERSION:
+            return {"numbers": numbers, **{k: data[k] for k in data.files if k != "numbers"}}
     start = time.perf_counter()
     found = {"supernova": supernova_end(path), "inhale": inhale(path), "outward": outward_share(path),
-             "collapse": collapse(path)}
+             "collapse": collapse(path), "inhale_origin": inhale(path, center="origin"),
+             "outward_origin": outward_share(path, center="origin")}
     if full:
         found.update(freeze=freeze(path), flux=flux(path))
     numbers = {k: v.to_dict() for k, v in found.items()}
     arrays = {f"{k}.{a}": np.asarray(getattr(found[k], a)) for k, names in SERIES.items() if k in found for a in names}
-    arrays.update(origin_steps(path))
-    away, moving = arrays["origin.away"], arrays["origin.moving"]
-    numbers["outward_from_origin"] = {"share": float(away.sum() / max(moving.sum(), 1)),
-                                      "centroid_from_origin_first_last": [float(arrays["origin.centre"][0]),
-                                                                          float(arrays["origin.centre"][-1])]}
-    numbers["inhale_from_origin"] = inhale_of(arrays["supernova.steps"], arrays["origin.norm"]).to_dict()
+    arrays["centroid_norm"] = centroid_norm(path)
+    numbers["centroid_norm_first_last"] = [float(arrays["centroid_norm"][0]), float(arrays["centroid_norm"][-1])]
     numbers["seconds"] = round(time.perf_counter() - start, 1)
+    numbers["cache_version"] = CACHE_VERSION
     np.savez(cache, numbers=json.dumps(numbers, default=_plain), **arrays)
     return {"numbers": numbers, **arrays}
 
@@ -159,7 +145,7 @@ def fig_inhale(groups, path, first=30, first_origin=8):
     for name, runs, color in groups:
         for i, r in enumerate(runs):
             steps = r["supernova.steps"]
-            for ax, series, last in ((a, r["inhale.radius"], first), (b, r["origin.norm"], first_origin)):
+            for ax, series, last in ((a, r["inhale.radius"], first), (b, r["inhale_origin.radius"], first_origin)):
                 keep = steps <= last
                 ax.plot(steps[keep], series[keep] / series[0] - 1, ".-", color=color, lw=0.8, ms=3,
                         label=name if i == 0 else None)
@@ -182,15 +168,16 @@ def fig_outward(groups, path, window=25):
     fig, (a, b) = two_panels(9, 3.4)
     for name, runs, color in groups:
         for i, r in enumerate(runs):
+            window = min(window, len(r["supernova.steps"]) - 1)  # a run shorter than the window: one window
             steps = r["supernova.steps"][window:]
             first = i == 0
             a.plot(steps, windowed(r["outward.outward"][1:], r["outward.moving"][1:], window), color=color, lw=0.8,
                    label=f"{name}: from the dead centroid" if first else None)
-            a.plot(steps, windowed(r["origin.away"][1:], r["origin.moving"][1:], window), color=color, ls="--",
-                   lw=0.8, label=f"{name}: from the origin" if first else None)
-            b.plot(r["supernova.steps"], r["origin.centre"], color=color, lw=0.8,
+            a.plot(steps, windowed(r["outward_origin.outward"][1:], r["outward_origin.moving"][1:], window),
+                   color=color, ls="--", lw=0.8, label=f"{name}: from the origin" if first else None)
+            b.plot(r["supernova.steps"], r["centroid_norm"], color=color, lw=0.8,
                    label=f"{name}: |centroid|" if first else None)
-            b.plot(r["supernova.steps"], r["origin.spread"], color=color, ls=":", lw=0.8,
+            b.plot(r["supernova.steps"], r["inhale.radius"], color=color, ls=":", lw=0.8,
                    label=f"{name}: mean distance to centroid" if first else None)
     a.axhline(0.5, color="grey", lw=0.5)
     a.set(xlabel="optimizer step", ylabel=f"outward share ({window}-step windows)", ylim=(-0.02, 1.02),
@@ -217,24 +204,25 @@ def fig_init(runs, path):
     save(fig, (a, b), path)
 
 
-def main(out: Path) -> None:
+def main(out: Path, figures: Path = HERE) -> None:
+    """Measure the studies under `out`; write the PNGs and findings.json to `figures`."""
     f1 = study(out, "flannel_1_seeds", full=True)
     f2 = study(out, "flannel_2_untied_seeds", full=False)
     init = study(out, "init_std", full=False) + study(out, "lr_decay", full=False)
     if f1:
-        fig_supernova(f1, HERE / "supernova.png")
-        fig_freeze(f1, HERE / "freeze.png")
-        fig_flux(f1, HERE / "flux.png")
-    fig_inhale([("Flannel 1", f1, "tab:blue"), ("Flannel 2 (untied)", f2, "tab:orange")], HERE / "inhale.png")
-    fig_outward([("Flannel 1", f1, "tab:blue"), ("Flannel 2 (untied)", f2, "tab:orange")], HERE / "outward.png")
+        fig_supernova(f1, figures / "supernova.png")
+        fig_freeze(f1, figures / "freeze.png")
+        fig_flux(f1, figures / "flux.png")
+    fig_inhale([("Flannel 1", f1, "tab:blue"), ("Flannel 2 (untied)", f2, "tab:orange")], figures / "inhale.png")
+    fig_outward([("Flannel 1", f1, "tab:blue"), ("Flannel 2 (untied)", f2, "tab:orange")], figures / "outward.png")
     std_runs = [r for r in init if "init.std" in r["axes"]]
     if std_runs:
-        fig_init(std_runs, HERE / "init_std.png")
+        fig_init(std_runs, figures / "init_std.png")
     numbers = {name: [{"id": r["id"], "axes": r["axes"], "run_seconds": r["seconds"], **r["numbers"]} for r in runs]
                for name, runs in (("flannel_1_seeds", f1), ("flannel_2_untied_seeds", f2), ("init_and_lr", init))}
-    (HERE / "findings.json").write_text(json.dumps(numbers, indent=1, default=_plain) + "\n", encoding="utf-8")
-    print(f"wrote {HERE}")
+    (figures / "findings.json").write_text(json.dumps(numbers, indent=1, default=_plain) + "\n", encoding="utf-8")
+    print(f"wrote {figures}")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "runs"))
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "runs"), Path(sys.argv[2]) if len(sys.argv) > 2 else HERE)

@@ -16,6 +16,10 @@ from harness.checks.registry import TokenSet
 
 DEFAULT_CHUNK = 16  # frames held at once: 16 x 10,000 x 64 float32 = 41 MB per working copy
 
+# Where a cloud's radius and its rows' outward steps are measured from: the cloud's own centroid
+# (default), or the origin of the embedding space (the lab log's "surface of a little shell").
+CENTERS = ("centroid", "origin")
+
 
 def token_ids(traj: Trajectory, tokens: TokenSet) -> np.ndarray:
     if tokens == "dead":
@@ -29,12 +33,29 @@ def token_ids(traj: Trajectory, tokens: TokenSet) -> np.ndarray:
     return np.asarray(tokens, dtype=np.int64)
 
 
-def cloud_radius(traj: Trajectory, name: str, ids: np.ndarray, chunk: int = DEFAULT_CHUNK) -> np.ndarray:
-    """Mean distance of the `ids` rows of `name` from their centroid, per frame: (T,). Streams."""
+def checked_center(center: str) -> str:
+    """`center` if it names one of CENTERS; else a ValueError naming the choices."""
+    if center not in CENTERS:
+        raise ValueError(f"center = {center!r}: expected one of {', '.join(CENTERS)}")
+    return center
+
+
+def center_of(rows: torch.Tensor, center: str) -> torch.Tensor:
+    """The point each frame's rows are measured from: rows (C, n, D) -> (C, 1, D), their mean
+    (center "centroid") or zeros ("origin")."""
+    if checked_center(center) == "origin":
+        return torch.zeros_like(rows[:, :1])
+    return rows.mean(1, keepdim=True)
+
+
+def cloud_radius(traj: Trajectory, name: str, ids: np.ndarray, chunk: int = DEFAULT_CHUNK,
+                 center: str = "centroid") -> np.ndarray:
+    """Mean distance of the `ids` rows of `name` from their centroid (or the origin), per frame: (T,). Streams."""
+    checked_center(center)
     out = np.empty(len(traj))
     for start, block in traj.iter_frames(name, chunk=chunk, tokens=ids):
         rows = block.float()  # (C, n, D)
-        out[start : start + len(rows)] = (rows - rows.mean(1, keepdim=True)).norm(dim=-1).mean(1).double().numpy()
+        out[start : start + len(rows)] = (rows - center_of(rows, center)).norm(dim=-1).mean(1).double().numpy()
     return out
 
 

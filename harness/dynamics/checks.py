@@ -26,6 +26,7 @@ from harness.dynamics.supernova import DEFAULT_FRACTION, supernova_end
 log = logging.getLogger(__name__)
 
 FREEZE_STATISTICS = {"range_10_90": "range_10_90_relative", "iqr": "iqr_relative"}
+MEASURED_FROM = {"centroid": "their centroid", "origin": "the origin"}  # the centers, as a verdict names them
 COLLAPSE_MEASURES = ("identical_rows", "identical_groups", "largest_identical_group", "near_rows", "near_clusters",
                      "largest_near_cluster", "largest_near_cluster_dead")
 
@@ -84,10 +85,11 @@ def freeze_is_progressive(ctx: CheckContext, tensor: str = "W", abrupt_below: fl
 
 
 @check("inhale_happens")
-def inhale_happens(ctx: CheckContext, tensor: str = "W", min_depth: float = 0.0) -> Verdict:
-    """The dead cloud's mean radius dips below its start (by more than `min_depth`, relative)
-    before it first exceeds it."""
-    i = inhale(ctx.traj, tensor)
+def inhale_happens(ctx: CheckContext, tensor: str = "W", min_depth: float = 0.0, center: str = "centroid") -> Verdict:
+    """The dead cloud's mean radius (distance of the dead rows from their centroid, or center
+    "origin": from the origin) dips below its start (by more than `min_depth`, relative) before it
+    first exceeds it."""
+    i = inhale(ctx.traj, tensor, center=center)
     if i.first_dip_step is None:
         seen = "never dips below its start" + (f" before it exceeds it at step {i.first_growth_step}"
                                                 if i.first_growth_step is not None else "")
@@ -97,8 +99,8 @@ def inhale_happens(ctx: CheckContext, tensor: str = "W", min_depth: float = 0.0)
         seen = (f"dips below its start from step {i.first_dip_step} for {i.dip_frames} frame(s), by {i.depth:.3%} at "
                 f"step {i.min_step}; {grows}")
     ok = i.happened and i.depth > min_depth
-    return Verdict(ok, f"mean radius of the dead cloud of {tensor} (start {i.radius_start:.5g}) {seen}; expected an "
-                       f"inhale deeper than {min_depth:.3%}", i.to_dict())
+    return Verdict(ok, f"mean distance of the dead rows of {tensor} from {MEASURED_FROM[center]} (start "
+                       f"{i.radius_start:.5g}) {seen}; expected an inhale deeper than {min_depth:.3%}", i.to_dict())
 
 
 def _collapse_count(ctx: CheckContext, measure: str, tensor: str, step: int) -> tuple[Collapse, int]:
@@ -132,13 +134,14 @@ def collapse_at_least(ctx: CheckContext, count: int, tensor: str = "W", measure:
 
 @check("outward_share_between")
 def outward_share_between(ctx: CheckContext, low: float, high: float, tensor: str = "W", first_step: int = 0,
-                          last_step: int = -1) -> Verdict:
+                          last_step: int = -1, center: str = "centroid") -> Verdict:
     """Of the dead rows' steps after `first_step` up to `last_step` (-1: the end) that moved, the
-    share pointing away from the previous frame's dead centroid is in [low, high]."""
-    o = outward_share(ctx.traj, tensor)
+    share pointing away from the previous frame's dead centroid (center "origin": from the origin)
+    is in [low, high]."""
+    o = outward_share(ctx.traj, tensor, center=center)
     share, moving = o.share_between(first_step, last_step)
     until = "the end" if last_step == -1 else f"step {last_step}"
-    read = f"dead rows of {tensor}, steps after {first_step} to {until}"
+    read = f"dead rows of {tensor}, steps after {first_step} to {until}, outward from {MEASURED_FROM[center]}"
     if share is None:
         return Verdict(False, f"{read}: no row moved; expected an outward share in [{low:g}, {high:g}]", o.to_dict())
     return Verdict(low <= share <= high, f"{read}: {share:.3f} of {moving} moving steps point outward; expected "

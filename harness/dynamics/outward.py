@@ -6,6 +6,9 @@ x_{t−1} − c_{t−1}, where c_{t−1} is the dead rows' centroid at frame t �
 with no radial preference: 0.5); a window's share pools every moving step in it (outward
 steps / moving steps), so a frame where few rows move weighs little.
 
+With `center = "origin"` the same count uses x_{t−1} itself (a step away from the origin, the
+lab log's "outward" on the surface of a shell about the origin) instead of x_{t−1} − c_{t−1}.
+
 A step exactly tangential (dot product 0) counts as not outward. The centroid is the previous
 frame's, so a cloud that only drifts as a whole (every row the same step) scores about one half.
 """
@@ -18,6 +21,7 @@ import numpy as np
 import torch
 
 from core.trajectory import Trajectory
+from harness.checks.measures import center_of, checked_center
 from harness.checks.registry import TokenSet
 from harness.dynamics.stream import DEFAULT_CHUNK, Source, consecutive_frames, matrix_name, numbers, opened, rows_of
 
@@ -37,6 +41,7 @@ class OutwardShare:
     steps: np.ndarray  # (T,)
     outward: np.ndarray  # (T,) int64 outward steps at each frame (0 at frame 0)
     moving: np.ndarray  # (T,) int64 rows that changed at each frame
+    center: str = "centroid"  # outward from the previous frame's centroid, or from the origin
 
     @property
     def series(self) -> np.ndarray:
@@ -55,31 +60,34 @@ class OutwardShare:
         return numbers(self)
 
 
-def outward_counts(traj: Trajectory, name: str, ids: np.ndarray, chunk: int = DEFAULT_CHUNK
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """(outward steps (T,), moving rows (T,)) of the `ids` rows per frame, int64. Streams."""
+def outward_counts(traj: Trajectory, name: str, ids: np.ndarray, chunk: int = DEFAULT_CHUNK,
+                   center: str = "centroid") -> tuple[np.ndarray, np.ndarray]:
+    """(outward steps (T,), moving rows (T,)) of the `ids` rows per frame, int64, outward from the
+    previous frame's centroid of those rows or from the origin. Streams."""
     outward, moving = np.zeros(len(traj), dtype=np.int64), np.zeros(len(traj), dtype=np.int64)
     for start, block, before in consecutive_frames(traj, name, ids, chunk):
         changed = (block.view(torch.int16) != before.view(torch.int16)).any(-1)  # (C, n)
         prev = before.float()
-        radial = ((block.float() - prev) * (prev - prev.mean(1, keepdim=True))).sum(-1)  # (C, n), > 0 outward
+        radial = ((block.float() - prev) * (prev - center_of(prev, center))).sum(-1)  # (C, n), > 0 outward
         outward[start : start + len(block)] = ((radial > 0) & changed).sum(1).numpy()
         moving[start : start + len(block)] = changed.sum(1).numpy()
     return outward, moving
 
 
 def outward_share(path: Source, tensor: str = "W", windows: int = DEFAULT_WINDOWS, tokens: TokenSet = "dead",
-                  chunk: int = DEFAULT_CHUNK) -> OutwardShare:
-    """The outward share of the `tokens` rows' steps, per frame and per window (the module's definition)."""
+                  chunk: int = DEFAULT_CHUNK, center: str = "centroid") -> OutwardShare:
+    """The outward share of the `tokens` rows' steps, per frame and per window (the module's
+    definition), outward from the previous frame's centroid or from the origin."""
     if windows < 1:
         raise ValueError(f"outward_share: windows = {windows!r}: expected at least 1.")
+    checked_center(center)
     with opened(path) as traj:
         name = matrix_name(traj, tensor)
         steps = traj.steps
-        outward, moving = outward_counts(traj, name, rows_of(traj, tokens), chunk)
+        outward, moving = outward_counts(traj, name, rows_of(traj, tokens), chunk, center)
     total = int(moving.sum())
     out = OutwardShare(float(outward.sum() / total) if total else None, int(outward.sum()), total, [], [], [],
-                       tensor, str(tokens), steps, outward, moving)
+                       tensor, str(tokens), steps, outward, moving, center)
     edges = np.unique(np.linspace(steps[0], steps[-1], windows + 1).round().astype(np.int64))
     for lo, hi in zip(edges[:-1], edges[1:]):
         share, n = out.share_between(int(lo), int(hi))

@@ -17,6 +17,7 @@ import logging
 import numpy as np
 
 from harness.dynamics import inhale, outward_share, supernova_end
+from harness.dynamics.checks import MEASURED_FROM
 from harness.dynamics.supernova import DEFAULT_FRACTION
 from harness.sweep.aggregates import RunFile, aggregate
 
@@ -36,14 +37,16 @@ def fraction_text(n_ok: int, n: int, min_fraction: float) -> str:
 
 
 @aggregate("inhale_fraction")
-def inhale_fraction(runs: list[RunFile], min_fraction: float = 1.0, tensor: str = "W", min_depth: float = 0.0):
-    """At least `min_fraction` of the runs inhale: the dead cloud's mean radius dips below its
-    start (deeper than `min_depth`, relative) before it first exceeds it (harness.dynamics.inhale)."""
-    seen = {r.id: inhale(r.path, tensor) for r in runs}
+def inhale_fraction(runs: list[RunFile], min_fraction: float = 1.0, tensor: str = "W", min_depth: float = 0.0,
+                    center: str = "centroid"):
+    """At least `min_fraction` of the runs inhale: the dead cloud's mean radius (from its centroid,
+    or center "origin": from the origin) dips below its start (deeper than `min_depth`, relative)
+    before it first exceeds it (harness.dynamics.inhale)."""
+    seen = {r.id: inhale(r.path, tensor, center=center) for r in runs}
     ok = {rid: i.happened and i.depth > min_depth for rid, i in seen.items()}
     dipped = [i for i in seen.values() if i.happened]
-    text = (f"inhale of the dead cloud of {tensor} (mean radius below its start before it first exceeds it, deeper "
-            f"than {min_depth:.3%}) in {fraction_text(sum(ok.values()), len(runs), min_fraction)}; depth "
+    text = (f"inhale of the dead cloud of {tensor} (mean distance from {MEASURED_FROM[center]} below its start before "
+            f"it first exceeds it, deeper than {min_depth:.3%}) in {fraction_text(sum(ok.values()), len(runs), min_fraction)}; depth "
             f"{spread([i.depth for i in dipped], '{:.3%}')}, minimum at step {spread([i.min_step for i in dipped])}, "
             f"frames below {spread([i.dip_frames for i in dipped])}")
     return sum(ok.values()) >= min_fraction * len(runs) - 1e-9, ok, text
@@ -69,17 +72,19 @@ def supernova_ends_between(runs: list[RunFile], low: int = 0, high: int = -1, mi
 
 @aggregate("pooled_outward_share_between")
 def pooled_outward_share_between(runs: list[RunFile], low: float = 0.0, high: float = 1.0, tensor: str = "W",
-                                 first_step: int = 0, last_step: int = -1):
+                                 first_step: int = 0, last_step: int = -1, center: str = "centroid"):
     """Pooled over the runs, the share of the dead rows' moving steps (after `first_step`, up to
-    `last_step`, -1: the end) that point away from the previous frame's dead centroid is in [low, high]
-    (harness.dynamics.outward_share); a run's own share must be in it too for the run to count as ok."""
-    shares = {r.id: outward_share(r.path, tensor).share_between(first_step, last_step) for r in runs}
+    `last_step`, -1: the end) that point away from the previous frame's dead centroid (center
+    "origin": from the origin) is in [low, high] (harness.dynamics.outward_share); a run's own share
+    must be in it too for the run to count as ok."""
+    shares = {r.id: outward_share(r.path, tensor, center=center).share_between(first_step, last_step) for r in runs}
     moving = sum(n for _, n in shares.values())
     outward = sum(s * n for s, n in shares.values() if s is not None)
     pooled = outward / moving if moving else None
     ok = {rid: s is not None and low <= s <= high for rid, (s, _) in shares.items()}
     until = "the end" if last_step == -1 else f"step {last_step}"
-    text = (f"outward share of the dead rows' moving steps of {tensor} after step {first_step} to {until}: pooled "
+    text = (f"outward share (from {MEASURED_FROM[center]}) of the dead rows' moving steps of {tensor} after step "
+            f"{first_step} to {until}: pooled "
             + (f"{pooled:.3f} of {moving} steps" if pooled is not None else "none moved")
             + f", expected [{low:g}, {high:g}]; per run {spread([s for s, _ in shares.values()], '{:.3f}')}")
     return pooled is not None and low <= pooled <= high, ok, text

@@ -139,6 +139,7 @@ def parse_expect_all(where: Path, tables: list, runs: list[RunSpec]) -> list[Exp
 
 def _default_id(name: str, e: ExpectAll) -> str:
     parts = [str(e.args[k]) for k in ("tokens", "tensor") if isinstance(e.args.get(k), str)]
+    parts += [str(e.args["center"])] if e.args.get("center", "centroid") != "centroid" else []
     parts += [f"{k.rsplit('.', 1)[-1]}={v}".lower() for k, v in e.where.items()]
     return "-".join(parts + [name])
 
