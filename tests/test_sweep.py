@@ -305,6 +305,21 @@ def test_bad_sweep_files_are_clear_errors_naming_file_and_key(case, tmp_path, ti
     assert message in str(info.value)
 
 
+def test_a_dry_run_lists_runs_and_expectations_and_runs_nothing(sweep_file, tmp_path, capsys):
+    sweep = load_sweep(sweep_file)
+    assert main(["sweep", str(sweep_file), "--out", str(tmp_path / "out"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(sweep.runs)} runs, {len(sweep.expect_all)} cross-run expectations; nothing ran" in out
+    for run in sweep.runs:
+        assert f"run  {run.id}: {run.scenario.train.steps} steps" in out
+    for e in sweep.expect_all:
+        assert f"expect_all {e.id}: {e.check}(" in out
+    assert not (tmp_path / "out").exists()
+    # `harness validate` on a sweep file says what it is and how to check it
+    assert main(["validate", str(sweep_file)]) == 1
+    assert f"looks like a sweep file: check it with `harness sweep {sweep_file} --dry-run`" in capsys.readouterr().out
+
+
 @pytest.mark.faults
 def test_bad_sweep_file_is_exit_code_2_and_nothing_runs(tmp_path, tiny_data, capsys):
     write_tiny(tmp_path, tiny_data)
@@ -313,6 +328,7 @@ def test_bad_sweep_file_is_exit_code_2_and_nothing_runs(tmp_path, tiny_data, cap
                     encoding="utf-8")
     assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
+    assert main(["sweep", str(path), "--dry-run"]) == 2 and err == capsys.readouterr().err
     assert f"error: {path}: axes.init.std = 'wide': init.std = 'wide' has the wrong type: expected float" in err
     assert not (tmp_path / "out").exists()
     assert main(["sweep", str(tmp_path / "missing.toml")]) == 2

@@ -27,6 +27,8 @@ from harness.scenario.schema import (
     validate_values,
 )
 
+SWEEP_ONLY_KEYS = {"axes", "expect_all", "sizes", "scenario"}  # a sweep file's keys (harness.sweep.spec), for a hint
+
 
 # ------------------------------------------------------------------ loading
 def read_toml(path: Path, kind: str = "Scenario", error: type[Exception] = ScenarioError) -> dict[str, Any]:
@@ -104,7 +106,9 @@ def load_scenario(path: str | Path, scale: str = FULL_SCALE, overrides: list[str
     unknown = set(raw) - set(TOP_LEVEL) - set(SECTIONS)
     if unknown:
         allowed = ", ".join(list(TOP_LEVEL) + list(SECTIONS))
-        raise ScenarioError(f"{where}: unknown key {sorted(unknown)[0]!r}. Allowed top-level keys: {allowed}")
+        hint = (f" ({where} looks like a sweep file: check it with `harness sweep {where} --dry-run`)"
+                if unknown & SWEEP_ONLY_KEYS else "")
+        raise ScenarioError(f"{where}: unknown key {sorted(unknown)[0]!r}. Allowed top-level keys: {allowed}{hint}")
     for key, kind in TOP_LEVEL.items():
         if key in raw and not isinstance(raw[key], kind):
             raise ScenarioError(f"{where}: {key} must be a {kind.__name__}, got {raw[key]!r}")

@@ -21,4 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="run on a Ray cluster at ADDRESS ('auto', 'ray://host:10001'), or 'local' to start one")
     p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N, mps (default: the scenario's)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no INFO lines on the console")
+    p.add_argument("--dry-run", action="store_true",
+                   help="load and check the sweep file (every run's scenario, every [[expect_all]]), list its runs "
+                        "and expectations, and run nothing")
     p.set_defaults(handler="harness.sweep.cli:cmd_sweep")
