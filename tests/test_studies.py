@@ -72,7 +72,7 @@ def test_the_findings_figures_are_made_from_the_studies(smoke_studies, tmp_path)
     spec = importlib.util.spec_from_file_location("make_figures", ROOT / "docs" / "figures" / "make_figures.py")
     make_figures = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_figures)
-    make_figures.main(out, tmp_path)
+    make_figures.main(out, tmp_path, size="smoke")
     assert {p.name for p in tmp_path.glob("*.png")} == {p.name for p in (ROOT / "docs" / "figures").glob("*.png")}
     numbers = json.loads((tmp_path / "findings.json").read_text(encoding="utf-8"))
     ran = {path.stem: sorted(result.index["runs"]) for path, result in results.items()}

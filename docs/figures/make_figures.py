@@ -1,19 +1,21 @@
 """The figures and numbers of docs/findings.md, from the studies' trajectory files.
 
-    python docs/figures/make_figures.py /work/studies [FIGURES_DIR]   # the --out folder the sweeps wrote
+    python docs/figures/make_figures.py /work/studies [FIGURES_DIR] [--size cpu]
 
-Reads every finished run (its sweep's index.json) of the studies under OUT (flannel_1_seeds,
-flannel_2_untied_seeds, init_std, lr_decay: those present), measures each with the
-definitions of harness.dynamics (docs/dynamics.md), caches each run's measures beside its
-file (<run>.dynamics.npz: the definitions' numbers and per-frame series, recomputed when the
-trajectory is newer), and writes small PNGs plus findings.json (every number the page
-quotes) to docs/figures/ (or FIGURES_DIR). tests/test_studies.py runs it on the smoke studies.
+Reads the finished runs (their sweep's index.json) of the studies flannel_1_seeds,
+flannel_2_untied_seeds, init_std and lr_decay under OUT (the sweeps' --out): those of the whole
+studies, or of their [sizes.NAME] with --size. Measures each with the definitions of
+harness.dynamics (docs/dynamics.md), caches each run's measures beside its file
+(<run>.dynamics.npz: the definitions' numbers and per-frame series, recomputed when the
+trajectory is newer or the cache older than CACHE_VERSION), and writes small PNGs plus
+findings.json (every number the page quotes) to docs/figures/ (or FIGURES_DIR).
+tests/test_studies.py runs it on the smoke studies.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -27,8 +29,10 @@ import torch  # noqa: E402
 from core.trajectory import Trajectory  # noqa: E402
 from harness.dynamics import collapse, flux, freeze, inhale, outward_share, supernova_end  # noqa: E402
 from harness.sweep.index import is_finished, read_index  # noqa: E402
+from harness.sweep.run import load_sweep  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+SWEEPS = HERE.parent.parent / "sweeps"
 DPI = 72
 SERIES = {"supernova": ("steps", "speed"), "freeze": ("steps", "moving_fraction", "freeze_steps"),
           "flux": ("inside", "entries", "exits", "radius"), "inhale": ("radius",), "outward": ("outward", "moving"),
@@ -74,14 +78,19 @@ def _plain(x):
     return x.item() if hasattr(x, "item") else str(x)
 
 
-def finished(folder: Path) -> list[tuple[str, dict, Path]]:
+def finished(folder: Path, ids: set[str]) -> list[tuple[str, dict, Path]]:
+    """(id, index entry, file) of the finished runs among `ids` in a sweep's folder."""
     index = read_index(folder)
-    return [(rid, e, folder / e["file"]) for rid, e in sorted(index.get("runs", {}).items()) if is_finished(folder, e)]
+    return [(rid, e, folder / e["file"]) for rid, e in sorted(index.get("runs", {}).items())
+            if rid in ids and is_finished(folder, e)]
 
 
-def study(out: Path, name: str, full: bool) -> list[dict]:
+def study(out: Path, name: str, full: bool, size: str | None) -> list[dict]:
+    """The measures of every finished run of sweeps/<name>.toml at `size` (None: the whole study)
+    under `out`: runs of other sizes in the same folder are left out."""
     runs = []
-    for rid, entry, path in finished(out / name):
+    ids = {r.id for r in load_sweep(SWEEPS / f"{name}.toml", size=size).runs}
+    for rid, entry, path in finished(out / name, ids):
         print(f"{name}/{rid}", flush=True)
         runs.append({"id": rid, "axes": entry["axes"], "seconds": entry.get("seconds"), **measure(path, full)})
     return runs
@@ -204,11 +213,12 @@ def fig_init(runs, path):
     save(fig, (a, b), path)
 
 
-def main(out: Path, figures: Path = HERE) -> None:
-    """Measure the studies under `out`; write the PNGs and findings.json to `figures`."""
-    f1 = study(out, "flannel_1_seeds", full=True)
-    f2 = study(out, "flannel_2_untied_seeds", full=False)
-    init = study(out, "init_std", full=False) + study(out, "lr_decay", full=False)
+def main(out: Path, figures: Path = HERE, size: str | None = None) -> None:
+    """Measure the studies under `out` (their runs at `size`, None: the whole studies); write the
+    PNGs and findings.json to `figures`."""
+    f1 = study(out, "flannel_1_seeds", True, size)
+    f2 = study(out, "flannel_2_untied_seeds", False, size)
+    init = study(out, "init_std", False, size) + study(out, "lr_decay", False, size)
     if f1:
         fig_supernova(f1, figures / "supernova.png")
         fig_freeze(f1, figures / "freeze.png")
@@ -225,4 +235,9 @@ def main(out: Path, figures: Path = HERE) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "runs"), Path(sys.argv[2]) if len(sys.argv) > 2 else HERE)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path, help="the --out folder the study sweeps wrote")
+    parser.add_argument("figures", type=Path, nargs="?", default=HERE, help="where to write (default: docs/figures)")
+    parser.add_argument("--size", default=None, help="the studies' [sizes.NAME] runs (default: the whole studies)")
+    args = parser.parse_args()
+    main(args.out, args.figures, args.size)
