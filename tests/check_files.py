@@ -24,28 +24,31 @@ GROUPS = [{"lr": 0.01, "weight_decay": 0.5, "betas": [0.9, 0.999], "eps": 1e-8,
           {"lr": 0.01, "weight_decay": 0.0, "betas": [0.9, 0.999], "eps": 1e-8, "params": ["transformer.ln_f.bias"]}]
 
 
-def base(step: int) -> torch.Tensor:
-    """(V, D) bf16: token t's row is t + step / 8 in every column (live rows drift, exactly representable)."""
-    return (torch.arange(V, dtype=torch.float32)[:, None] + step / 8).expand(V, D).to(torch.bfloat16).clone()
+def base(step: int, vocab: int = V) -> torch.Tensor:
+    """(vocab, D) bf16: token t's row is t + step / 8 in every column (live rows drift, exactly
+    representable for vocab 16)."""
+    return (torch.arange(vocab, dtype=torch.float32)[:, None] + step / 8).expand(vocab, D).to(torch.bfloat16).clone()
 
 
 def write(path: Path, frames: int = 4, edit=None, loss=None, lr: float = 0.01, shared: bool = False,
-          groups=GROUPS, tensors=("E", "W", "grad_E", "logits"), tied: bool = False) -> Path:
+          groups=GROUPS, tensors=("E", "W", "grad_E", "logits"), tied: bool = False, vocab: int = V) -> Path:
     """A trajectory of `frames` frames of `tensors`; `edit(step, tensors)` changes a frame. `shared` and
-    `groups` are what the run recorded from its live model and optimizer (None: not recorded)."""
-    counts = np.where(np.isin(np.arange(V), DEAD), 0, 5)
+    `groups` are what the run recorded from its live model and optimizer (None: not recorded).
+    `vocab` > 16 adds live tokens (for lists longer than a check reports)."""
+    counts = np.where(np.isin(np.arange(vocab), DEAD), 0, 5)
     first_input = np.where(counts == 0, -1, 1)
     first_input[NEVER_INPUT] = -1
-    tokens = TokenTables(counts == 0, counts, [f"t{i}" for i in range(V)], np.where(first_input < 0, 0, 3), first_input)
+    tokens = TokenTables(counts == 0, counts, [f"t{i}" for i in range(vocab)], np.where(first_input < 0, 0, 3), first_input)
     meta = {k: v for k, v in {"embeddings_shared": shared, "optimizer_groups": groups}.items() if v is not None}
     config = RecordConfig(tensors=list(tensors), checkpoint_every=0, disk_reserve_mb=0)
-    with TrajectoryWriter(path, vocab_size=V, dim=D, tied=tied, config=config, metadata=meta, tokens=tokens) as w:
+    with TrajectoryWriter(path, vocab_size=vocab, dim=D, tied=tied, config=config, metadata=meta, tokens=tokens) as w:
         for step in range(frames):
-            grad = torch.zeros(V, D, dtype=torch.bfloat16)
-            grad[: DEAD[0]] = 0.25 if step else 0.0  # live rows have a gradient, dead ones none
-            live_move = base(step)
+            grad = torch.zeros(vocab, D, dtype=torch.bfloat16)
+            grad[torch.from_numpy(counts > 0)] = 0.25 if step else 0.0  # live rows have a gradient, dead ones none
+            live_move = base(step, vocab)
             live_move[DEAD] = base(0)[DEAD]  # dead rows of E never move
-            frame = {"E": live_move, "W": base(step), "grad_E": grad, "logits": torch.zeros(V, dtype=torch.bfloat16)}
+            frame = {"E": live_move, "W": base(step, vocab), "grad_E": grad,
+                     "logits": torch.zeros(vocab, dtype=torch.bfloat16)}
             if edit is not None:
                 edit(step, frame)
             scalars = {} if step == 0 else {"loss": (loss or [9.0] * frames)[step], "lr": lr, "grad_norm": 1.5}

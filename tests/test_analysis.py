@@ -15,7 +15,7 @@ import torch
 from core.recorder import RecordConfig, TrajectoryWriter
 from core.token_tables import TokenTables
 from harness.checks.measures import radius_dips_before_growing
-from harness.report.analysis import analyse, auroc, bf16_ordinal, summarize
+from harness.report.analysis import analyse, auroc, summarize
 
 V, D = 8, 4
 DEAD = np.array([False, False, False, False, True, True, True, True])  # tokens 4-7 dead
@@ -120,13 +120,6 @@ def test_auroc_counts_ties_as_one_half():
     positive = torch.tensor([True, False, True, False])
     assert auroc(scores, positive) == pytest.approx((1 + 1 + 1 + 0.5) / 4)
     assert auroc(scores, ~positive) == pytest.approx(1 - 3.5 / 4)
-
-
-def test_bf16_ordinal_distance_is_ulps_across_zero():
-    x = torch.tensor([1.0, -1.0, 0.0, -0.0], dtype=torch.bfloat16)
-    up = (x.view(torch.int16) + 1).view(torch.bfloat16)  # next magnitude: +1 ULP away from zero
-    assert (bf16_ordinal(up) - bf16_ordinal(x)).abs().tolist() == [1, 1, 1, 1]
-    assert int(bf16_ordinal(torch.tensor([2.0 ** -130], dtype=torch.bfloat16)) - bf16_ordinal(torch.tensor([-(2.0 ** -130)], dtype=torch.bfloat16))) > 0
 
 
 def test_radius_dip_detection():

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from check_files import D, DEAD, verdict, write
+from check_files import D, DEAD, base, verdict, write
 from harness.checks.library import SHOW, _ids_text, frame_for
-from harness.checks.measures import radius_dips_before_growing
+from harness.checks.measures import bf16_ordinal, radius_dips_before_growing, token_ids
 from core.trajectory import Trajectory
 
 
@@ -242,6 +242,59 @@ def test_worst_lists_name_the_offending_tokens_and_steps(tmp_path):
     assert len(verdict(long, "zero_gradient", tokens="live").worst["steps"]) == 100
 
 
+def two_movers(step, t):  # dead rows of E move from step 1: token 12 by 1, token 13 (later in the ids) by 2
+    if step >= 1:
+        t["E"][12] += 1
+        t["E"][13] += 2
+
+
+def test_the_rows_that_moved_most_come_first(tmp_path):
+    v = verdict(write(tmp_path / "m.h5", edit=two_movers), "zero_displacement", tensor="E", tokens="dead")
+    assert v.worst == {"tokens": [13, 12], "first_steps": [1]} and "largest |displacement| 2;" in v.message
+
+
+def first_and_last(step, t):  # dead row 12 of E moves at step 1 only, dead row 13 at the last step (3) only
+    if step >= 1:
+        t["E"][12] += 1
+    if step == 3:
+        t["E"][13] += 1
+
+
+def test_nonzero_displacement_compares_the_first_frame_with_the_last(tmp_path):
+    v = verdict(write(tmp_path / "fl.h5", edit=first_and_last), "nonzero_displacement", tensor="E", tokens=[12, 13])
+    assert v.passed and v.message.startswith("2 of 2 ")
+
+
+WIDE = 128  # tokens: more than the 100 a verdict lists
+
+
+def wide_gaps(step, t):  # E never moves; W = E + 1 (even tokens) or + 2 (odd) from step 1: ties in the gaps
+    t["E"] = base(0, WIDE)
+    if step >= 1:
+        t["W"] = base(0, WIDE) + (torch.arange(WIDE) % 2 + 1)[:, None].to(torch.bfloat16)
+
+
+def staggered(step, t):  # token t's row of E moves first at step t; W[0, 0] is NaN from step 1
+    t["E"] = base(0, WIDE)
+    t["E"][1 : step + 1] = -1
+    if step >= 1:
+        t["W"][0, 0] = float("nan")
+
+
+def test_worst_lists_stop_at_100_entries(tmp_path):
+    wide = write(tmp_path / "wide.h5", frames=2, edit=wide_gaps, vocab=WIDE)
+    differ = verdict(wide, "equal", a="E", b="W", step=-1)  # named largest gap first, ties in token order
+    assert differ.worst == {"tokens": list(range(100))}
+    assert "largest |E - W| = 2 at tokens [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, ... 118 more]" in differ.message
+    moved = verdict(wide, "zero_displacement", tensor="W", tokens="all")
+    assert len(moved.worst["tokens"]) == 100 and moved.worst["first_steps"] == [1]
+    assert len(verdict(wide, "nonzero_displacement", tensor="E", tokens="all").worst["tokens"]) == 100
+    assert len(verdict(wide, "zero_gradient", tensor="grad_E", tokens="all").worst["tokens"]) == 100
+    long = write(tmp_path / "long.h5", frames=110, edit=staggered, vocab=WIDE)
+    assert verdict(long, "zero_displacement", tensor="E", tokens="all").worst["first_steps"] == list(range(1, 101))
+    assert verdict(long, "finite", tensor="W").worst == {"steps": list(range(1, 101))}
+
+
 def test_deterministic_compares_every_dataset_of_a_rerun_bounded_by_the_recorded_steps(tmp_path):
     path = write(tmp_path / "run.h5")
     asked = []
@@ -274,8 +327,24 @@ def test_helpers_name_ids_and_frames(tmp_path):
     assert _ids_text(range(3)) == "[0, 1, 2]" and _ids_text([], total=5) == "[] of 5"
     assert _ids_text(range(SHOW + 2), total=99) == "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, ... 2 more] of 99"
     assert _ids_text(range(SHOW)) == "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"
+    assert _ids_text(range(SHOW + 1)) == "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, ... 1 more]"
     with Trajectory(write(tmp_path / "run.h5")) as traj:
         assert (frame_for(traj, -1), frame_for(traj, 0), frame_for(traj, 2)) == (3, 0, 2)
+        assert token_ids(traj, []).dtype == token_ids(traj, [3, 1]).dtype == np.int64  # ids index rows, even none
+        assert token_ids(traj, "all").tolist() == list(range(16))
+
+
+def test_bf16_ordinal_distance_is_ulps_across_zero_and_the_whole_range():
+    x = torch.tensor([1.0, -1.0, 0.0, -0.0], dtype=torch.bfloat16)
+    up = (x.view(torch.int16) + 1).view(torch.bfloat16)  # next magnitude: +1 ULP away from zero
+    assert (bf16_ordinal(up) - bf16_ordinal(x)).abs().tolist() == [1, 1, 1, 1]
+    tiny = torch.tensor([-(2.0 ** -130), 2.0 ** -130], dtype=torch.bfloat16)
+    assert int(bf16_ordinal(tiny)[1] - bf16_ordinal(tiny)[0]) > 0
+    big = torch.finfo(torch.bfloat16).max
+    ends = torch.tensor([-big, -1.0, -0.0, 0.0, 1.0, big], dtype=torch.bfloat16)
+    ordinal = bf16_ordinal(ends)
+    assert ordinal.dtype == torch.int32 and ordinal.tolist() == [-32640, -16257, -1, 0, 16256, 32639]
+    assert int(ordinal[-1] - ordinal[0]) == 65279  # 32,639 ULPs from 0 to the largest value on each side, 1 from -0 to +0
 
 
 def test_radius_dip_measure_on_known_series():

@@ -27,7 +27,7 @@ def token_ids(traj: Trajectory, tokens: TokenSet) -> np.ndarray:
     if tokens == "live":
         return traj.live
     if tokens == "all":
-        return np.arange(traj["W"].shape[1] if "W" in traj else traj.meta["vocab_size"])
+        return np.arange(traj.meta["vocab_size"])
     if tokens == "never_input":
         return traj.never_input
     return np.asarray(tokens, dtype=np.int64)
