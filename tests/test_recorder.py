@@ -395,18 +395,19 @@ def test_early_writeback_hands_every_frame_to_the_disk_and_changes_no_bits(tmp_p
         assert advised[0.1] >= len(frames) * V * D * 2  # every frame's bytes were handed to the disk early
 
 
-@pytest.mark.parametrize("compression", ["none", "delta-zstd"])
-def test_a_resumed_writer_appends_after_the_kept_frames_bit_for_bit(tmp_path, compression):
-    """TrajectoryWriter.attach through core.reopen: frames 0-1 kept, frame 2 rewritten, 3 appended."""
+@pytest.mark.parametrize(("compression", "tied"), [("none", False), ("delta-zstd", False), ("delta-zstd", True)])
+def test_a_resumed_writer_appends_after_the_kept_frames_bit_for_bit(tmp_path, compression, tied):
+    """TrajectoryWriter.attach through core.reopen: frames 0-1 kept, frame 2 rewritten, 3 appended.
+    Keyframes every 3 frames: the rewritten frame 2 is delta-coded against kept frame 1."""
     gen = torch.Generator().manual_seed(5)
     frames = [torch.randn(V, D, generator=gen).to(torch.bfloat16) for _ in range(5)]
-    config = RecordConfig(tensors=["W"], compression=compression, keyframe_every=2)
+    config = RecordConfig(tensors=["W"], compression=compression, keyframe_every=3)
     path = tmp_path / "r.h5"
-    with TrajectoryWriter(path, vocab_size=V, dim=D, tied=False, config=config) as w:
+    with TrajectoryWriter(path, vocab_size=V, dim=D, tied=tied, config=config) as w:
         for step, frame in enumerate(frames[:3]):
             w.append(step, {"W": frame}, loss=float(step), lr=0.5, grad_norm=2.0)
     with resume_trajectory(path, frames=2, config=config, metadata={"resumed": [2]}) as w:
-        assert (w.frames_complete, w.vocab, w.dim, w.tied) == (2, V, D, False)
+        assert (w.frames_complete, w.vocab, w.dim, w.tied) == (2, V, D, tied)
         for step, frame in enumerate(frames[3:], start=2):
             w.append(step, {"W": frame}, loss=float(step) + 0.25)
     with Trajectory(path) as traj:
