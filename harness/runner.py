@@ -187,15 +187,17 @@ def run_scenario(
         else:
             if not overwrite:
                 refuse_to_overwrite(path)
-            fits = dict(vocab_size=scenario.model.vocab_size, dim=scenario.model.n_embd, tied=training.tied,
-                        expected_frames=expected_frames(steps, scenario.record.every), overwrite=overwrite,
-                        other_bytes=checkpoint_bytes(training) if scenario.record.checkpoint_every else 0)
-            TrajectoryWriter.check_fits(path, scenario.record, **fits)  # in seconds, before the token tables' pass
-            # Over the planned steps (a run stopped early still names the batches its plan draws).
-            usage = input_usage(training.batches, scenario.train.steps, scenario.model.vocab_size)
-            tokens = TokenTables(data.dead_mask, data.counts, data.strings, *usage)
-            writer = TrajectoryWriter(path, config=scenario.record, metadata=metadata, tokens=tokens,
-                                      stager=frame_stager(training.device), **fits)
+
+            def token_tables() -> TokenTables:  # the writer's up-front disk check first: refused in seconds
+                # Over the planned steps (a run stopped early still names the batches its plan draws).
+                usage = input_usage(training.batches, scenario.train.steps, scenario.model.vocab_size)
+                return TokenTables(data.dead_mask, data.counts, data.strings, *usage)
+
+            writer = TrajectoryWriter(path, vocab_size=scenario.model.vocab_size, dim=scenario.model.n_embd,
+                                      tied=training.tied, config=scenario.record, metadata=metadata,
+                                      tokens=token_tables, expected_frames=expected_frames(steps, scenario.record.every),
+                                      stager=frame_stager(training.device), overwrite=overwrite,
+                                      other_bytes=checkpoint_bytes(training) if scenario.record.checkpoint_every else 0)
             ckpt.unlink(missing_ok=True)  # an earlier run's
             write_scenario_file(path.with_suffix(".toml"), scenario, command or command_line(), metadata["git_commit"])
         # after refuse_to_overwrite: never an older run's log
