@@ -195,7 +195,8 @@ def run_scenario(
 
             writer = TrajectoryWriter(path, vocab_size=scenario.model.vocab_size, dim=scenario.model.n_embd,
                                       tied=training.tied, config=scenario.record, metadata=metadata,
-                                      tokens=token_tables, expected_frames=expected_frames(steps, scenario.record.every),
+                                      tokens=token_tables,
+                                      expected_frames=expected_frames(steps, scenario.record.every),
                                       stager=frame_stager(training.device), overwrite=overwrite,
                                       other_bytes=checkpoint_bytes(training) if scenario.record.checkpoint_every else 0)
             ckpt.unlink(missing_ok=True)  # an earlier run's

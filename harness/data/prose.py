@@ -198,7 +198,8 @@ def english_documents(sources: list[Source], min_words: int, progress: bool = Tr
     english = [s for s in sources if s.kind != "thai_titles"]
     seen: set[str] = set()
     by_source: dict[str, list[str]] = {}
-    with progress_bar(total=sum(len(s.files) for s in english), desc="English prose", unit="file", progress=progress) as bar:
+    n_files = sum(len(s.files) for s in english)
+    with progress_bar(total=n_files, desc="English prose", unit="file", progress=progress) as bar:
         for source in english:
             bar.set_postfix_str(source.name)
             documents = []

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from harness.checks import REGISTRY
 from harness.progress import logs_above, progress_bar
 from harness.sweep.execute import LocalPool, RayBackend, RunOutcome, RunTask, default_workers
