@@ -5,11 +5,9 @@ or a carriage return; on a pseudo-terminal the same command does draw its bar.""
 from __future__ import annotations
 
 import os
-import pty
 import re
 import subprocess
 import sys
-import termios
 from pathlib import Path
 
 import pytest
@@ -74,10 +72,10 @@ def test_run_piped_prints_its_step_lines_and_no_bar(recorded):
 
 
 @pytest.mark.parametrize("command, line", [
-    (["compress", "{run}", "--out", "{out}/c.h5"], r"c\.h5: 5 frames, "),
-    (["report", "{run}", "--out", "{out}/report"], r"report: .*report\.md"),
-    (["animate", "{run}", "--out", "{out}/movie.gif"], r"movie: .*movie\.gif  \(5 frames"),
-], ids=lambda c: c[0] if isinstance(c, list) else "")
+    pytest.param(["compress", "{run}", "--out", "{out}/c.h5"], r"c\.h5: 5 frames, ", id="compress"),
+    pytest.param(["report", "{run}", "--out", "{out}/report"], r"report: .*report\.md", id="report"),
+    pytest.param(["animate", "{run}", "--out", "{out}/movie.gif"], r"movie: .*movie\.gif  \(5 frames", id="animate"),
+])
 def test_commands_on_a_file_piped_print_their_lines_and_no_bar(recorded, tmp_path, command, line):
     proc = harness(*(a.format(run=recorded[0], out=tmp_path) for a in command))
     assert re.search(line, proc.stdout), proc.stdout
@@ -111,6 +109,9 @@ def test_a_data_build_into_a_file_draws_no_bar(tmp_path, capfd):
 
 def test_on_a_terminal_the_bar_is_drawn(recorded, tmp_path):
     """The same command as above with stderr on a pseudo-terminal: the bar's frames are there."""
+    termios = pytest.importorskip("termios", reason="pseudo-terminals are POSIX")
+    import pty
+
     leader, follower = pty.openpty()
     termios.tcsetwinsize(follower, (24, 100))  # rows, columns: a pty starts 0 wide, where tqdm draws nothing
     try:
