@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,6 +42,15 @@ def peak_rss_kib() -> int:
         pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak // 1024 if sys.platform == "darwin" else peak  # bytes on macOS, KiB elsewhere
+
+
+def child_rss_and_seconds(function: str, *args: str | Path) -> tuple[float, float]:
+    """Peak RSS (MiB) and seconds of one call `function(*args)` ("module:function", string
+    arguments) in a process of its own: measure_child.py beside this file."""
+    child = Path(__file__).with_name("measure_child.py")
+    peak_kib, seconds = subprocess.run([sys.executable, str(child), function, *map(str, args)], capture_output=True,
+                                       text=True, check=True).stdout.split()
+    return int(peak_kib) / 1024, float(seconds)
 
 
 def available_devices() -> list[str]:

@@ -19,7 +19,7 @@ SHORT, LONG = 60, 360
 
 
 def animate_rss_and_seconds(path: Path, movie: Path) -> tuple[float, float]:
-    return report_rss_and_seconds(path, movie, child_script="animate_child.py")
+    return report_rss_and_seconds(path, movie, function="harness.animate.movie:animate")
 
 
 def test_animate_memory_is_flat_in_frame_count(benchmark, bench_dir):

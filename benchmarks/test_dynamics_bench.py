@@ -13,14 +13,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_report_bench import child_rss_and_seconds, write_walk
+from conftest import child_rss_and_seconds
+from test_report_bench import write_walk
 
 SHORT, LONG = 201, 1001  # frames; LONG is Flannel 1 at full scale (1,000 steps, every step)
 
 
 def summary_rss_and_seconds(path: Path) -> tuple[float, float]:
     """Peak RSS (MiB) and seconds of dynamics_summary(path) in its own process."""
-    return child_rss_and_seconds("dynamics_child.py", path)
+    return child_rss_and_seconds("harness.dynamics:dynamics_summary", path)
 
 
 def test_dynamics_summary_memory_is_flat_in_file_length(benchmark, bench_dir):

@@ -19,13 +19,12 @@ tokens by one bf16 ULP in every coordinate) so the file is written at disk speed
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from conftest import child_rss_and_seconds
 from core.recorder import RecordConfig, TrajectoryWriter
 from core.token_tables import TokenTables
 
@@ -49,19 +48,11 @@ def write_walk(path: Path, frames: int) -> None:
 RUNS_PER_FILE = 2
 
 
-def child_rss_and_seconds(child_script: str, *args: Path) -> tuple[float, float]:
-    """Peak RSS (MiB) and seconds of one run of `child_script` (beside this file) in its own process;
-    the script takes `args` and prints "<peak KiB> <seconds>"."""
-    child = Path(__file__).with_name(child_script)
-    peak_kib, seconds = subprocess.run([sys.executable, str(child), *map(str, args)], capture_output=True, text=True,
-                                       check=True).stdout.split()
-    return int(peak_kib) / 1024, float(seconds)
-
-
-def report_rss_and_seconds(path: Path, out: Path, child_script: str = "report_child.py") -> tuple[float, float]:
-    """The lower peak RSS (MiB) of RUNS_PER_FILE reports of `path` (or what `child_script` writes: it takes
-    PATH OUT and prints "<peak KiB> <seconds>"), each in its own process, and their mean seconds."""
-    runs = [child_rss_and_seconds(child_script, path, out) for _ in range(RUNS_PER_FILE)]
+def report_rss_and_seconds(path: Path, out: Path, function: str = "harness.report.write:write_report"
+                           ) -> tuple[float, float]:
+    """The lower peak RSS (MiB) of RUNS_PER_FILE reports of `path` into `out` (or of another
+    `function(path, out)`, "module:function"), each in its own process, and their mean seconds."""
+    runs = [child_rss_and_seconds(function, path, out) for _ in range(RUNS_PER_FILE)]
     return min(rss for rss, _ in runs), sum(s for _, s in runs) / len(runs)
 
 

@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import h5py
 import numpy as np
@@ -117,15 +117,18 @@ class TrajectoryWriter:
         tied: bool,
         config: RecordConfig | None = None,
         metadata: dict[str, Any] | None = None,
-        tokens: TokenTables | None = None,
+        tokens: TokenTables | Callable[[], TokenTables] | None = None,
         expected_frames: int | None = None,
         stager: HostStager | None = None,
         overwrite: bool = False,
         other_bytes: int = 0,
     ):
-        """`other_bytes`: what the caller writes beside the file (a checkpoint), for the up-front check."""
+        """`other_bytes`: what the caller writes beside the file (a checkpoint), for the up-front check.
+        `tokens` may be a function that makes the token tables: it runs after that check, so a run
+        that cannot fit is refused before a long pass over its batches."""
         self._configure(path, config, vocab_size, dim, tied, stager or HostStager())
         self.check_fits(self.path, self.config, vocab_size, dim, tied, expected_frames, overwrite, other_bytes)
+        tokens = tokens() if callable(tokens) else tokens
         self._ballast, self._created = Ballast(self.path, self.config.disk_reserve_mb), True  # created: see close
         cfg = self.config
         attrs = {"record_every": cfg.every, "tensors": list(cfg.tensors), **(metadata or {})}

@@ -123,7 +123,7 @@ class ExpectationItem(pytest.Item):
 
     def runtest(self) -> None:
         from harness.runner import rerun  # heavy: only running a scenario needs it
-        from core.trajectory import Trajectory
+        from core.trajectory import Trajectory  # heavy (h5py): only running a scenario needs it
 
         path = self.trajectory()
         device = self.config.getoption("harness_device")

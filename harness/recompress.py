@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from core.format import SCALARS, stored_tensors
 from core.recorder import RecordConfig, TrajectoryWriter
 from core.trajectory import Trajectory
+from harness.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def recompress(src: Path, dst: Path, compression: str, keyframe_every: int = 64,
         n = len(traj)
         with TrajectoryWriter(dst, vocab_size=int(meta["vocab_size"]), dim=int(meta["dim"]), tied=traj.tied,
                               config=config, metadata=copied, tokens=tokens, expected_frames=n) as writer, \
-                tqdm(total=n, desc=f"compress {src.name}", unit="frame", disable=not progress) as bar:
+                progress_bar(total=n, desc=f"compress {src.name}", unit="frame", progress=progress) as bar:
             for start in range(0, n, CHUNK):
                 blocks = {name: traj[name][start : start + CHUNK] for name in names}
                 scalars = {name: traj[name][start : start + CHUNK] for name in SCALARS}

@@ -8,13 +8,9 @@ import logging
 import subprocess
 import tempfile
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
-
-from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from core.checkpoint import checkpoint_bytes, checkpoint_path
 from core.disk import RecorderError
@@ -30,6 +26,9 @@ from core.token_tables import TokenTables, input_usage
 from core.train import Training
 from core.trajectory import Trajectory
 from harness.checks import CheckContext, Verdict, run_check
+from harness.data.bundle import default_bundle
+from harness.data.prepare import PreparedData, prepare_data
+from harness.progress import logs_above, progress_bar
 from harness.resume import (Checkpointer, Interrupted, StopSignals, fault_hook, refuse_to_overwrite, resume_writer,
                             run_context, run_environment)
 from harness.run_folder import RunLog, command_line, held_lines, write_scenario_file
@@ -59,19 +58,15 @@ def _file_state(path: str) -> tuple[int, int] | None:
 
 
 @functools.lru_cache(maxsize=8)
-def _prepared(tokenizer: str, corpus: str, vocab_size: int, text_field: str, files: tuple = ()):
-    from harness.data.prepare import prepare_data  # heavy (tokenizers): only training needs it
-
+def _prepared(tokenizer: str, corpus: str, vocab_size: int, text_field: str, files: tuple = ()) -> PreparedData:
     return prepare_data(tokenizer, corpus, vocab_size, text_field=text_field)
 
 
-def prepare_scenario_data(scenario: Scenario):
+def prepare_scenario_data(scenario: Scenario, progress: bool = True) -> PreparedData:
     """Token ids, counts and dead mask of the corpus the scenario trains on (cached per process)."""
     tokenizer, corpus = scenario.data.tokenizer, scenario.data.corpus
     if DEFAULT_DATA in (tokenizer, corpus):
-        from harness.data.bundle import default_bundle  # heavy (tokenizers): only training needs it
-
-        bundle = default_bundle(progress=True)
+        bundle = default_bundle(progress=progress)  # built on first use
         tokenizer = str(bundle.tokenizer_path) if tokenizer == DEFAULT_DATA else tokenizer
         corpus = str(bundle.corpus_path) if corpus == DEFAULT_DATA else corpus
     files = (_file_state(tokenizer), _file_state(corpus))
@@ -103,8 +98,8 @@ class StepLog:
                  done: int = 0):
         self.writer, self.total = writer, total
         self.every = max(1, total // 10)
-        self.bar = tqdm(total=total, initial=done, desc=f"{scenario.name} [{scenario.scale}]", unit="step",
-                        disable=None if progress else True, leave=False)  # None: a bar only on a terminal
+        self.bar = progress_bar(total=total, initial=done, desc=f"{scenario.name} [{scenario.scale}]", unit="step",
+                                progress=progress, leave=False)
         self.t0 = self.t_last = time.perf_counter()
         self.last_step = done
 
@@ -144,7 +139,7 @@ def run_scenario(
     in its header, and `<name>.log`, the run's log lines (harness/run_folder.py).
     A run holds its trajectory's writer lock (core/lock.py) from before it touches the file."""
     with held_lines() as held:  # for the log file, which opens once the run may write it
-        data = prepare_scenario_data(scenario)
+        data = prepare_scenario_data(scenario, progress)
         window = scenario.data.seq_len + 1
         if len(data.ids) < window:  # before: an error naming neither the corpus nor the key
             raise ScenarioError(f"{scenario.path}: data.corpus = {str(data.corpus_path)!r} has {len(data.ids)} "
@@ -192,15 +187,18 @@ def run_scenario(
         else:
             if not overwrite:
                 refuse_to_overwrite(path)
-            fits = dict(vocab_size=scenario.model.vocab_size, dim=scenario.model.n_embd, tied=training.tied,
-                        expected_frames=expected_frames(steps, scenario.record.every), overwrite=overwrite,
-                        other_bytes=checkpoint_bytes(training) if scenario.record.checkpoint_every else 0)
-            TrajectoryWriter.check_fits(path, scenario.record, **fits)  # in seconds, before the token tables' pass
-            # Over the planned steps (a run stopped early still names the batches its plan draws).
-            usage = input_usage(training.batches, scenario.train.steps, scenario.model.vocab_size)
-            tokens = TokenTables(data.dead_mask, data.counts, data.strings, *usage)
-            writer = TrajectoryWriter(path, config=scenario.record, metadata=metadata, tokens=tokens,
-                                      stager=frame_stager(training.device), **fits)
+
+            def token_tables() -> TokenTables:  # the writer's up-front disk check first: refused in seconds
+                # Over the planned steps (a run stopped early still names the batches its plan draws).
+                usage = input_usage(training.batches, scenario.train.steps, scenario.model.vocab_size)
+                return TokenTables(data.dead_mask, data.counts, data.strings, *usage)
+
+            writer = TrajectoryWriter(path, vocab_size=scenario.model.vocab_size, dim=scenario.model.n_embd,
+                                      tied=training.tied, config=scenario.record, metadata=metadata,
+                                      tokens=token_tables,
+                                      expected_frames=expected_frames(steps, scenario.record.every),
+                                      stager=frame_stager(training.device), overwrite=overwrite,
+                                      other_bytes=checkpoint_bytes(training) if scenario.record.checkpoint_every else 0)
             ckpt.unlink(missing_ok=True)  # an earlier run's
             write_scenario_file(path.with_suffix(".toml"), scenario, command or command_line(), metadata["git_commit"])
         # after refuse_to_overwrite: never an older run's log
@@ -217,9 +215,7 @@ def run_scenario(
 
             start, steps_before = time.perf_counter(), training.steps_done
             out_of_memory = None
-            # log lines around a bar: only with a bar (the redirect drops the console handler's level)
-            redirect = nullcontext() if step_log.bar.disable else logging_redirect_tqdm()
-            with redirect, StopSignals() as stop:
+            with logs_above(step_log.bar), StopSignals() as stop:
                 checkpointer.stop = stop
                 try:
                     if not resume and scenario.record.checkpoint_every:

@@ -61,11 +61,8 @@ def tiny_data(tmp_path_factory, small_tokenizer, mixed_corpus_files):
     return tokenizer, mixed_corpus_files[1]
 
 
-TINY_SCENARIO = """\
-name = "{name}"
-version = 1
-summary = "A tiny untied run for tests."
-
+# The model, data and training of every tiny test scenario: one base, so the templates cannot drift.
+TINY_BASE = """\
 [model]
 vocab_size = 800
 n_positions = 32
@@ -80,7 +77,14 @@ batch_size = 4
 [train]
 steps = {steps}
 device = "cpu"
+"""
 
+TINY_SCENARIO = """\
+name = "{name}"
+version = 1
+summary = "A tiny untied run for tests."
+
+""" + TINY_BASE + """
 [record]
 tensors = {tensors}
 
@@ -93,21 +97,7 @@ RESUMABLE_SCENARIO = """\
 name = "{name}"
 summary = "A tiny untied run that records every kind of frame dataset, for the resume and fault tests."
 
-[model]
-vocab_size = 800
-n_positions = 32
-tied = false
-
-[data]
-tokenizer = "{tokenizer}"
-corpus = "{corpus}"
-seq_len = 32
-batch_size = 4
-
-[train]
-steps = {steps}
-device = "cpu"
-
+""" + TINY_BASE + """
 [record]
 every = {every}
 tensors = {tensors}
@@ -122,8 +112,8 @@ def write_resumable_scenario(folder: Path, tokenizer: Path, corpus: Path, *, ste
     """A tiny run that flushes every frame and checkpoints every `ckpt_every` steps: `folder/<name>.toml`."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.toml"
-    path.write_text(RESUMABLE_SCENARIO.format(name=name, tokenizer=tokenizer, corpus=corpus, steps=steps, every=every,
-                                              ckpt_every=ckpt_every, tensors=tensors), encoding="utf-8")
+    path.write_text(RESUMABLE_SCENARIO.format(name=name, tied="false", tokenizer=tokenizer, corpus=corpus, steps=steps,
+                                              every=every, ckpt_every=ckpt_every, tensors=tensors), encoding="utf-8")
     return path
 
 

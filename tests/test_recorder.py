@@ -237,6 +237,25 @@ def test_too_little_free_space_is_refused_before_training(tmp_path):
     assert not (tmp_path / "big.h5").exists()
 
 
+def test_token_tables_made_by_a_function_are_made_after_the_disk_check(tmp_path):
+    """A run's token tables take a pass over its batches: the writer refuses a run that cannot
+    fit before it makes them, and writes them when it fits."""
+    made = []
+
+    def tables() -> TokenTables:
+        made.append(True)
+        return TokenTables(np.arange(V) >= 700, np.arange(V), [f"t{i}" for i in range(V)])
+
+    frames = shutil.disk_usage(tmp_path).free // (V * D * 2) + 10
+    with pytest.raises(RecorderError, match="GB free"):
+        TrajectoryWriter(tmp_path / "big.h5", vocab_size=V, dim=D, tied=False, tokens=tables, expected_frames=frames)
+    assert made == [] and not (tmp_path / "big.h5").exists()
+    write_synthetic(tmp_path / "fits.h5", [torch.zeros(V, D, dtype=torch.bfloat16)], tokens=tables)
+    assert made == [True]
+    with Trajectory(tmp_path / "fits.h5") as traj:
+        assert traj.dead_mask.sum() == 300 and traj.token_tables().strings[-1] == f"t{V - 1}"
+
+
 def test_unknown_tensor_is_rejected():
     with pytest.raises(ValueError, match="Unknown tensor 'V'. Available: E, W, grad_E"):
         TrajectoryWriter("/tmp/never.h5", vocab_size=V, dim=D, tied=False, config=RecordConfig(tensors=["V"]))

@@ -29,6 +29,7 @@ import torch
 
 from core.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, restore, save_checkpoint
 from core.data import DataConfig
+from core.disk import check_destination
 from core.h5clear import clear_status_flags, lookup3
 from core.model import ModelConfig
 from core.recorder import RecordConfig, TrajectoryWriter
@@ -454,6 +455,24 @@ def test_a_second_writer_on_a_live_runs_file_is_refused(scenario, tmp_path):
             first.wait()
     with Trajectory(out / "resumable.h5") as traj:
         assert len(traj) == STEPS // EVERY + 1 and not traj.swmr
+
+
+def test_a_run_checks_once_that_its_file_fits(scenario, tmp_path):
+    """The up-front disk check (core.disk.check_destination) runs once per run, in the writer,
+    before the token tables' pass (the test below: refused in seconds). Before, the runner ran it
+    and then the writer again."""
+    checked = []
+
+    def watch(frame, event, arg) -> None:
+        if event == "call" and frame.f_code is check_destination.__code__:
+            checked.append(frame.f_locals["path"])
+
+    sys.setprofile(watch)
+    try:
+        assert run(scenario, tmp_path) == 0
+    finally:
+        sys.setprofile(None)
+    assert checked == [tmp_path / "resumable.h5"]
 
 
 @pytest.mark.faults

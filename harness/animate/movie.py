@@ -22,11 +22,11 @@ matplotlib.use("Agg")  # files only; no display needed
 import numpy as np  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 from core.trajectory import Trajectory  # noqa: E402
 from harness.animate.projection import Projection, axis_limits, fit_projection, frame_rows  # noqa: E402
 from harness.animate.writers import check_format, open_writer  # noqa: E402
+from harness.progress import progress_bar  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def animate(run: str | Path, out: str | Path | None = None, config: MovieConfig 
         partial = out.with_name(f".{out.stem}.partial{out.suffix}")
         writer = open_writer(partial, config.fps)
         try:
-            for f in tqdm(frames, desc=f"animating {run.name}", unit="frame", disable=not progress, leave=False):
+            for f in progress_bar(frames, desc=f"animating {run.name}", unit="frame", progress=progress, leave=False):
                 xy = projection.apply(frame_rows(view, f))  # (V, 2)
                 corner = corner_text(int(steps[f]), None if loss is None else float(loss[f]))
                 writer.append(canvas.draw(xy[dead], xy[~dead], corner))

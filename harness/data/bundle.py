@@ -51,6 +51,7 @@ import numpy as np
 from core.tokenizer import dead_mask, encode_corpus, load_tokenizer, token_counts, token_strings, train_char_bpe
 from harness.data.prose import english_documents, is_thai, thai_text
 from harness.data.sources import BuildParams, Source, find_sources, sha256_file
+from harness.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -191,9 +192,7 @@ def _write_counts(tmp: Path, params: BuildParams, progress: bool) -> dict:
     The progress bar is ours: tokenizers' own bars write to stdout, which `data info`
     keeps for its report.
     """
-    from tqdm.auto import tqdm  # heavy: only a build needs it (it looks for a notebook)
-
-    with tqdm(total=3, desc="Tokenizer", unit="step", disable=not progress) as bar:
+    with progress_bar(total=3, desc="Tokenizer", unit="step", progress=progress) as bar:
         bar.set_postfix_str(f"training the {params.vocab_size}-token BPE")
         trained = train_char_bpe([tmp / MIX_FILE], params.vocab_size, show_progress=False)
         trained.save(str(tmp / TOKENIZER_FILE), pretty=True)

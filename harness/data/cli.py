@@ -13,6 +13,7 @@ import json
 
 import numpy as np
 
+from core.tokenizer import load_tokenizer, token_strings
 from harness.data.bundle import MIX_FILE, OUTPUT_FILES, Bundle, default_bundle
 from harness.data.prepare import PreparedData, prepare_data
 from harness.data.prose import is_thai
@@ -30,8 +31,6 @@ def cmd_info(args: argparse.Namespace) -> int:
     if (args.tokenizer is None) != (args.corpus is None):
         raise ValueError("data info: give both --tokenizer and --corpus, or neither (for the default bundle).")
     if args.tokenizer is not None:
-        from core.tokenizer import load_tokenizer
-
         vocab_size = args.vocab_size or load_tokenizer(args.tokenizer).get_vocab_size()
         try:
             prepared = prepare_data(args.tokenizer, args.corpus, vocab_size, text_field=args.text_field)
@@ -85,8 +84,6 @@ def _split_lines(counts: np.ndarray, dead: np.ndarray, strings: list[str]) -> li
 
 def describe_bundle(bundle: Bundle) -> str:
     """Sources, file sizes, token counts, live/dead split, most frequent dead and live."""
-    from core.tokenizer import load_tokenizer, token_strings
-
     m = bundle.manifest
     stats = m["stats"]
     strings = token_strings(load_tokenizer(bundle.tokenizer_path))

@@ -31,7 +31,6 @@ from core.tokenizer import (
     token_counts,
     token_strings,
 )
-from harness.data.bundle import default_bundle
 
 log = logging.getLogger(__name__)
 
@@ -229,9 +228,3 @@ def _warn_unknown(unk_id: int | None, counts: np.ndarray, n_tokens: int, corpus:
             UNK,
             tokenizer,
         )
-
-
-def prepare_default_data(cache_dir: str | os.PathLike | None = None, progress: bool = True) -> PreparedData:
-    """The default bundle (built on first use), tokenized: `prepare_data` on its files."""
-    bundle = default_bundle(cache_dir=cache_dir, progress=progress)
-    return prepare_data(bundle.tokenizer_path, bundle.corpus_path, bundle.vocab_size)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from harness.data.sources import Source
+from harness.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -194,12 +195,11 @@ def english_documents(sources: list[Source], min_words: int, progress: bool = Tr
     the tokenizer mix. (One process: a process pool would save ~10 s on two cores but
     breaks scripts that call this without a `__main__` guard.)
     """
-    from tqdm.auto import tqdm  # heavy: only a build needs it (it looks for a notebook)
-
     english = [s for s in sources if s.kind != "thai_titles"]
     seen: set[str] = set()
     by_source: dict[str, list[str]] = {}
-    with tqdm(total=sum(len(s.files) for s in english), desc="English prose", unit="file", disable=not progress) as bar:
+    n_files = sum(len(s.files) for s in english)
+    with progress_bar(total=n_files, desc="English prose", unit="file", progress=progress) as bar:
         for source in english:
             bar.set_postfix_str(source.name)
             documents = []

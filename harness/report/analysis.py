@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from core.trajectory import Trajectory
 from harness.checks.measures import DEFAULT_CHUNK, bf16_ordinal, radius_dips_before_growing
+from harness.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def _analyse_tensor(traj: Trajectory, name: str, dead: torch.Tensor, acc: _Accum
     centroid0 = {s: x0[sl].mean(0) for s, sl in sets.items()}
     prev_f, prev_ord = x0, bf16_ordinal(first)
     last_moved = torch.zeros(len(order), dtype=torch.long)  # step of the last change; 0 = never moved
-    bar = tqdm(total=n, desc=f"analysing {name}", unit="frame", disable=not progress, leave=False)
+    bar = progress_bar(total=n, desc=f"analysing {name}", unit="frame", progress=progress, leave=False)
     for start in range(0, n, chunk):
         block = view[start : start + chunk][:, order]  # (C, V, D) bf16
         cur = block.float()

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.report.cross_figures import quantity_figure
 from harness.report.series import SERIES, SeriesUnavailable
 from harness.sweep.index import INDEX_NAME, is_finished, read_index
 
@@ -175,8 +176,6 @@ def _fmt(value: float | None) -> str:
 def write_cross_report(folder: str | Path, out: str | Path | None = None,
                        names: list[str] | None = None) -> dict[str, Path]:
     """Write the figures, cross_report.json and report.md; returns {file stem: path}."""
-    from harness.report.cross_figures import quantity_figure  # heavy (matplotlib): `--help` imports this module
-
     folder = Path(folder)
     out = Path(out) if out is not None else default_cross_dir(folder)
     report = cross_report(folder, names)

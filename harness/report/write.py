@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from harness.report.analysis import DEFAULT_CHUNK, Analysis, analyse, summarize
+from harness.report.figures import make_figures
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,6 @@ def _fmt(value) -> str:
 def write_report(run: str | Path, out: str | Path | None = None, chunk: int = DEFAULT_CHUNK,
                  progress: bool = False) -> dict[str, Path]:
     """Analyse `run` and write its figures and summaries; returns {file stem: path}."""
-    from harness.report.figures import make_figures  # heavy (matplotlib): `--help` imports this module
-
     run = Path(run)
     out = Path(out) if out is not None else default_report_dir(run)
     out.mkdir(parents=True, exist_ok=True)

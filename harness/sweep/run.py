@@ -31,10 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
-
 from harness.checks import REGISTRY
+from harness.progress import logs_above, progress_bar
 from harness.sweep.execute import LocalPool, RayBackend, RunOutcome, RunTask, default_workers
 from harness.sweep.expect import CrossVerdict, RunFile, check_all, definition_key, per_run_expectation, selected
 from harness.sweep.file import load_sweep
@@ -192,10 +190,10 @@ def _execute(sweep: Sweep, todo: list[RunSpec], folder: Path, index: dict[str, A
     queue = _tasks(sweep, todo, folder, threads, device)
     in_flight: dict[Any, str] = {}
     total, done_before = len(sweep.runs), len(sweep.runs) - len(todo)
-    bar = tqdm(total=total, initial=done_before, desc=f"sweep {sweep.name}", unit="run", disable=not progress)
+    bar = progress_bar(total=total, initial=done_before, desc=f"sweep {sweep.name}", unit="run", progress=progress)
     signals = _SweepSignals()
     try:
-        with logging_redirect_tqdm(), signals:
+        with logs_above(bar), signals:
             while queue or in_flight:
                 while queue and len(in_flight) < workers:
                     task = queue.pop(0)
