@@ -89,3 +89,36 @@ def test_input_usage_counts_the_inputs_of_exactly_the_run_batches():
     assert counts.tolist() == want_counts.tolist() and first.tolist() == want_first.tolist()
     assert counts.sum() == steps * 2 * 3 and first[6] == first[8] == -1
     assert first[7] == -1  # the corpus's last token is only ever a target, never an input
+
+
+@pytest.mark.parametrize("offset", [1, 2])
+def test_the_last_window_targets_the_corpus_last_token(offset):
+    ids = torch.arange(1000, 1300)  # distinct ids: a target read from the wrong place shows
+    w = Windows(ids, seq_len=16, target_offset=offset)
+    _, targets = w.gather(torch.tensor([len(w) - 1]))
+    assert targets[0, 16 - offset] == 1299  # the last position with a target reads the final token
+    assert torch.equal(targets[0, : 17 - offset], ids[-(17 - offset):])
+
+
+def test_batch_size_one_is_valid_and_a_smaller_one_is_an_error_naming_it():
+    order = BatchOrder(n_windows=5, batch_size=1, seed=0)
+    assert order.batches_per_epoch == 5
+    assert [int(order.starts(k)) for k in range(5)] == torch.randperm(5, generator=torch.Generator().manual_seed(0)).tolist()
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        BatchOrder(n_windows=5, batch_size=0, seed=0)
+
+
+def test_a_remainder_of_one_window_is_one_more_batch_and_none_is_no_extra_batch():
+    short = BatchOrder(n_windows=65, batch_size=32, seed=1)
+    assert short.batches_per_epoch == 3 and len(short.starts(2)) == 1
+    assert set(torch.cat([short.starts(k) for k in range(3)]).tolist()) == set(range(65))  # every window, once
+    exact = BatchOrder(n_windows=64, batch_size=32, seed=1)
+    assert exact.batches_per_epoch == 2 and len(exact.starts(2)) == 32  # step 2 opens the next epoch
+
+
+def test_drop_last_with_exactly_one_batch_of_windows_works_and_too_few_is_an_error_naming_both():
+    order = BatchOrder(n_windows=8, batch_size=8, seed=0, drop_last=True)
+    assert order.batches_per_epoch == 1 and len(order.starts(0)) == 8
+    assert order.drop_last is True and BatchOrder(8, 8, 0).drop_last is False  # a checkpoint compares it on resume
+    with pytest.raises(ValueError, match="drop_last with 7 windows leaves no batch of 8"):
+        BatchOrder(n_windows=7, batch_size=8, seed=0, drop_last=True)
