@@ -8,8 +8,8 @@ import torch
 from core.data import DataConfig
 from core.device import resolve_device
 from core.model import InitConfig, ModelConfig, build_model, embedding, unembedding
-from core.optim import OptimConfig, build_optimizer, clip_gradients, describe_groups, lr_factor
-from core.step import REFERENCE
+from core.optim import OptimConfig, build_optimizer, clip_gradients, describe_groups, lr_factor, set_lr
+from core.step import REFERENCE, forward_backward, train_step
 from core.train import Training, TrainConfig
 
 SMALL = dict(vocab_size=1000)
@@ -116,6 +116,25 @@ def test_decay_groups_exempt_biases_and_layernorms():
     assert any(p is embedding(model) for p in decay["params"])
     names = {id(p): n for n, p in model.named_parameters()}
     assert all("ln_" in names[id(p)] or "bias" in names[id(p)] for p in no_decay["params"])
+    exempt = {n for n, p in model.named_parameters() if n.endswith("bias") or ".ln_" in n}
+    assert {"transformer.h.0.attn.c_attn.bias", "transformer.ln_f.weight"} <= exempt  # every bias, every LayerNorm
+    assert {names[id(p)] for p in no_decay["params"]} == exempt
+    assert {names[id(p)] for p in decay["params"]} == set(names.values()) - exempt
+
+
+@pytest.mark.parametrize("root", [torch.nn.Linear(4, 4), torch.nn.LayerNorm(4)], ids=["linear", "layernorm"])
+def test_a_bias_or_layernorm_at_the_model_root_is_exempt_from_decay_too(root):
+    decay, no_decay = build_optimizer(root, OptimConfig(weight_decay=0.1)).param_groups
+    exempt = {id(p) for p in no_decay["params"]}
+    assert id(root.bias) in exempt and not any(p is root.bias for p in decay["params"])
+    assert (id(root.weight) in exempt) == isinstance(root, torch.nn.LayerNorm)
+
+
+def test_set_lr_changes_every_group_lr():
+    model = build_model(ModelConfig(**SMALL), InitConfig())
+    optimizer = build_optimizer(model, OptimConfig(lr=1e-3, weight_decay=0.1))
+    set_lr(optimizer, 0.25)
+    assert [group["lr"] for group in optimizer.param_groups] == [0.25, 0.25]
 
 
 def test_linear_schedule_decays_to_zero_without_warmup():
@@ -123,6 +142,7 @@ def test_linear_schedule_decays_to_zero_without_warmup():
     assert lr_factor(500, 1000, "linear") == 0.5
     assert lr_factor(1000, 1000, "linear") == 0.0
     assert lr_factor(999, 1000, "constant") == 1.0
+    assert (lr_factor(0, 1, "linear"), lr_factor(1, 1, "linear")) == (1.0, 0.0)  # a one-step run uses the full lr
 
 
 def test_clipping_caps_the_global_grad_norm_and_reports_the_pre_clip_norm():
@@ -134,8 +154,10 @@ def test_clipping_caps_the_global_grad_norm_and_reports_the_pre_clip_norm():
     post = torch.linalg.vector_norm(torch.cat([p.grad.float().flatten() for p in model.parameters()]))
     assert reported.float().item() == pytest.approx(pre.item(), rel=1e-2)
     assert post.item() == pytest.approx(1.0, rel=1e-2)
+    before = [p.grad.clone() for p in model.parameters()]
     unclipped = clip_gradients(model, max_grad_norm=0.0)  # 0 = off: grads untouched
     assert unclipped.float().item() == pytest.approx(post.item(), rel=1e-2)
+    assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), before)), "max_grad_norm 0 clipped"
 
 
 @pytest.mark.parametrize(
@@ -202,3 +224,56 @@ def test_describe_groups_reads_each_group_as_the_live_optimizer_holds_it():
 
 def test_the_reference_step_names_itself_in_what_it_records():
     assert REFERENCE.describe() == {"kernels": "reference"} and REFERENCE.name == "reference"
+
+
+def step_inputs(vocab: int = 1000, batch: int = 3, seq: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) random ids and their next-token targets: every sequence differs from every other."""
+    ids = torch.randint(0, vocab, (batch, seq + 1), generator=torch.Generator().manual_seed(5))
+    return ids[:, :-1].contiguous(), ids[:, 1:].contiguous()
+
+
+def test_the_captured_logits_row_is_sequence_0_last_position_and_only_when_asked():
+    model = build_model(ModelConfig(**SMALL), InitConfig())
+    inputs, targets = step_inputs()
+    with torch.no_grad(), torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        logits = model(input_ids=inputs).logits  # (B, T, V) bf16
+    assert not torch.equal(logits[0, -1], logits[1, -1]) and not torch.equal(logits[0, -1], logits[0, -2])
+    captured = forward_backward(model, inputs, targets, 1.0, capture_logits=True).logits_row
+    assert torch.equal(captured, logits[0, -1])  # as the notebooks sampled: sequence 0, last position
+    assert REFERENCE.forward_backward(model, inputs, targets, 1.0, capture_logits=True).logits_row is not None
+    # by default a step captures no logits (a (V,) copy per step costs time and file space)
+    assert forward_backward(model, inputs, targets, 1.0).logits_row is None
+    assert forward_backward(model, inputs, targets, 1.0, capture_logits=False).logits_row is None
+    assert REFERENCE.forward_backward(model, inputs, targets, 1.0).logits_row is None
+
+
+def test_an_untied_run_captures_w_gradient_as_grad_w_not_e_gradient():
+    model = build_model(ModelConfig(**SMALL, tied=False), InitConfig())
+    inputs, targets = step_inputs()
+    grads = forward_backward(model, inputs, targets, 0.0, capture_grads=("grad_E", "grad_W")).grads
+    assert torch.equal(grads["grad_W"], unembedding(model).grad) and torch.equal(grads["grad_E"], embedding(model).grad)
+    absent = torch.ones(1000, dtype=torch.bool)
+    absent[inputs.unique()] = False
+    assert (grads["grad_E"][absent] == 0).all() and (grads["grad_W"][absent] != 0).any()  # W's softmax gradient
+
+
+def test_the_step_runs_bf16_autocast_whatever_the_process_default():
+    """On CUDA autocast defaults to float16: the step must ask for bf16, not inherit the default."""
+    model = build_model(ModelConfig(**SMALL), InitConfig())
+    inputs, targets = step_inputs()
+    default = torch.get_autocast_dtype("cpu")
+    torch.set_autocast_dtype("cpu", torch.float16)
+    try:
+        row = forward_backward(model, inputs, targets, 1.0, capture_logits=True).logits_row
+    finally:
+        torch.set_autocast_dtype("cpu", default)
+    assert row.dtype == torch.bfloat16
+
+
+def test_a_train_step_leaves_no_gradient_and_no_logits_by_default():
+    model = build_model(ModelConfig(**SMALL), InitConfig())
+    optimizer = build_optimizer(model, OptimConfig())
+    inputs, targets = step_inputs()
+    result = train_step(model, optimizer, inputs, targets, lr=0.5e-3, max_grad_norm=1.0, step=1)
+    assert result.logits_row is None and result.lr == 0.5e-3
+    assert all(p.grad is None for p in model.parameters()), "gradients set to None, as the Trainer's zero_grad"
