@@ -140,3 +140,17 @@ def test_a_second_derivative_through_the_blockwise_loss_is_an_error_not_zeros():
     (grad,) = torch.autograd.grad(blockwise(4)(leaf, targets), leaf, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable|does not require grad"):
         grad.sum().backward()
+
+
+def test_the_loss_is_the_reference_float32_bits_whatever_torch_default_dtype():
+    """A notebook may set torch's default dtype to float64: the loss stays the Trainer's float32."""
+    logits, targets = logits_and_targets(24, 100, 1.0)
+    ref_loss, ref_grad = loss_and_grad(reference_causal_lm_loss, logits, targets)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        loss, grad = loss_and_grad(blockwise(8), logits, targets)
+    finally:
+        torch.set_default_dtype(default)
+    assert_same_bits(loss.reshape(1), ref_loss.reshape(1), "loss")
+    assert_same_bits(grad, ref_grad, "d loss / d logits")
