@@ -7,7 +7,7 @@ flannel_2_untied_seeds, init_std and lr_decay under OUT (the sweeps' --out): tho
 studies, or of their [sizes.NAME] with --size. Measures each with the definitions of
 harness.dynamics (docs/dynamics.md), caches each run's measures beside its file
 (<run>.dynamics.npz: the definitions' numbers and per-frame series, recomputed when the
-trajectory is newer or the cache older than CACHE_VERSION), and writes small PNGs plus
+trajectory is newer or a measure's version in MEASURES changed), and writes small PNGs plus
 findings.json (every number the page quotes) to docs/figures/ (or FIGURES_DIR).
 tests/test_studies.py runs it on the smoke studies.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -37,7 +38,13 @@ DPI = 72
 SERIES = {"supernova": ("steps", "speed"), "freeze": ("steps", "moving_fraction", "freeze_steps"),
           "flux": ("inside", "entries", "exits", "radius"), "inhale": ("radius",), "outward": ("outward", "moving"),
           "inhale_origin": ("radius",), "outward_origin": ("outward", "moving")}
-CACHE_VERSION = 2  # bump when measure() changes what it caches
+# Each measure is cached on its own with its version: bump one when its definition or output changes.
+MEASURES = {  # name: (version, function of the trajectory path)
+    "supernova": (1, supernova_end), "collapse": (1, collapse), "freeze": (1, freeze), "flux": (1, flux),
+    "inhale": (2, inhale), "outward": (2, outward_share),  # 2: they name their center
+    "inhale_origin": (1, partial(inhale, center="origin")), "outward_origin": (1, partial(outward_share, center="origin")),
+}
+FULL_ONLY = ("freeze", "flux")  # measured on the Flannel 1 study only
 
 
 def centroid_norm(path: Path, chunk: int = 16) -> np.ndarray:
@@ -49,28 +56,40 @@ def centroid_norm(path: Path, chunk: int = 16) -> np.ndarray:
     return out
 
 
+def cached(cache: Path, path: Path) -> tuple[dict, dict]:
+    """(numbers, arrays) of the measures cached for `path` that are still current (same version,
+    cache newer than the trajectory)."""
+    if not cache.exists() or cache.stat().st_mtime <= path.stat().st_mtime:
+        return {}, {}
+    data = np.load(cache, allow_pickle=False)
+    numbers = json.loads(str(data["numbers"]))
+    versions = numbers.get("versions") or dict.fromkeys(MEASURES, 1)  # caches from before versions: all 1
+    keep = {k for k, (version, _) in MEASURES.items() if k in numbers and versions.get(k) == version}
+    keep |= {"centroid_norm"} & set(data.files)
+    arrays = {k: data[k] for k in data.files if k.split(".", 1)[0] in keep}
+    return {k: numbers[k] for k in keep if k in numbers}, arrays
+
+
 def measure(path: Path, full: bool) -> dict:
-    """Every definition on one run (full: all six; else supernova, inhale, outward, collapse), the
-    inhale and outward share also from the origin."""
+    """Every definition on one run (full: all six; else all but freeze and flux), the inhale and
+    outward share also from the origin; only what the cache beside the file lacks is computed."""
     cache = path.with_suffix(".dynamics.npz")
-    if cache.exists() and cache.stat().st_mtime > path.stat().st_mtime:
-        data = np.load(cache, allow_pickle=False)
-        numbers = json.loads(str(data["numbers"]))
-        if numbers.get("cache_version") == CACHE_VERSION:
-            return {"numbers": numbers, **{k: data[k] for k in data.files if k != "numbers"}}
-    start = time.perf_counter()
-    found = {"supernova": supernova_end(path), "inhale": inhale(path), "outward": outward_share(path),
-             "collapse": collapse(path), "inhale_origin": inhale(path, center="origin"),
-             "outward_origin": outward_share(path, center="origin")}
-    if full:
-        found.update(freeze=freeze(path), flux=flux(path))
-    numbers = {k: v.to_dict() for k, v in found.items()}
-    arrays = {f"{k}.{a}": np.asarray(getattr(found[k], a)) for k, names in SERIES.items() if k in found for a in names}
-    arrays["centroid_norm"] = centroid_norm(path)
+    numbers, arrays = cached(cache, path)
+    wanted = [k for k in MEASURES if full or k not in FULL_ONLY]
+    start, computed = time.perf_counter(), False
+    for name in wanted:
+        if name in numbers:
+            continue
+        result, computed = MEASURES[name][1](path), True
+        numbers[name] = result.to_dict()
+        arrays.update({f"{name}.{a}": np.asarray(getattr(result, a)) for a in SERIES.get(name, ())})
+    if "centroid_norm" not in arrays:
+        arrays["centroid_norm"], computed = centroid_norm(path), True
     numbers["centroid_norm_first_last"] = [float(arrays["centroid_norm"][0]), float(arrays["centroid_norm"][-1])]
-    numbers["seconds"] = round(time.perf_counter() - start, 1)
-    numbers["cache_version"] = CACHE_VERSION
-    np.savez(cache, numbers=json.dumps(numbers, default=_plain), **arrays)
+    numbers["versions"] = {k: MEASURES[k][0] for k in MEASURES if k in numbers}
+    if computed:
+        numbers["seconds"] = round(time.perf_counter() - start, 1)
+        np.savez(cache, numbers=json.dumps(numbers, default=_plain), **arrays)
     return {"numbers": numbers, **arrays}
 
 
