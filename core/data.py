@@ -106,6 +106,8 @@ class BatchOrder:
 
     def starts(self, step: int) -> torch.Tensor:
         """Window start positions of the batch for 0-based optimizer step `step`: (B,)."""
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}.")
         epoch, k = divmod(step, self.batches_per_epoch)
         perm = self.epoch_permutation(epoch)
         return perm[k * self.batch_size : (k + 1) * self.batch_size]

@@ -122,3 +122,11 @@ def test_drop_last_with_exactly_one_batch_of_windows_works_and_too_few_is_an_err
     assert order.drop_last is True and BatchOrder(8, 8, 0).drop_last is False  # a checkpoint compares it on resume
     with pytest.raises(ValueError, match="drop_last with 7 windows leaves no batch of 8"):
         BatchOrder(n_windows=7, batch_size=8, seed=0, drop_last=True)
+
+
+def test_a_negative_step_is_an_error_naming_it():
+    order = BatchOrder(n_windows=70, batch_size=32, seed=42)
+    for step in (-1, -3, -100):  # -1..-3 once read an unset cache; -100 drew from a negative epoch's seed
+        with pytest.raises(ValueError, match=rf"^step must be >= 0, got {step}\.$"):
+            order.starts(step)
+    assert torch.equal(order.starts(0), order.epoch_permutation(0)[:32])
