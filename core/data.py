@@ -39,12 +39,12 @@ class Windows:
     """All `seq_len + 1`-token windows of a token-id sequence, gathered into batches."""
 
     def __init__(self, ids: np.ndarray | torch.Tensor, seq_len: int, target_offset: int):
+        if seq_len < 1:  # first: a window of no tokens is the error, whatever the offset
+            raise ValueError(f"seq_len must be >= 1, got {seq_len}.")
         if target_offset < 1:
             raise ValueError(f"target_offset must be >= 1 (1 = next token), got {target_offset}.")
         if target_offset > seq_len:
             raise ValueError(f"target_offset {target_offset} leaves no target in a window of seq_len {seq_len}.")
-        if seq_len < 1:
-            raise ValueError(f"seq_len must be >= 1, got {seq_len}.")
         self.ids = torch.as_tensor(ids, dtype=torch.long)  # (n_tokens,)
         if self.ids.ndim != 1 or self.ids.numel() == 0:
             raise ValueError("The corpus has no tokens.")
@@ -117,7 +117,6 @@ class Batches:
     """The batch of (inputs, targets) for every step: `Windows` in `BatchOrder`."""
 
     def __init__(self, ids: np.ndarray | torch.Tensor, cfg: DataConfig):
-        self.cfg = cfg
         self.windows = Windows(ids, cfg.seq_len, cfg.target_offset)
         self.order = BatchOrder(len(self.windows), cfg.batch_size, cfg.seed, cfg.drop_last)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -59,19 +60,43 @@ def test_batches_are_a_pure_function_of_the_step():
     [
         (dict(ids=torch.arange(500), seq_len=128, target_offset=0), "target_offset must be >= 1"),
         (dict(ids=torch.arange(500), seq_len=16, target_offset=17), "leaves no target"),
-        (dict(ids=torch.tensor([], dtype=torch.long), seq_len=16, target_offset=1), "corpus has no tokens"),
+        (dict(ids=torch.tensor([], dtype=torch.long), seq_len=16, target_offset=1), "^The corpus has no tokens\\.$"),
+        (dict(ids=torch.arange(500), seq_len=0, target_offset=1), "^seq_len must be >= 1, got 0\\.$"),
         (dict(ids=torch.arange(100), seq_len=128, target_offset=2), "fewer than one window of seq_len \\+ 1 = 129"),
     ],
-    ids=["offset-zero", "offset-past-window", "empty-corpus", "shorter-than-a-window"],
+    ids=["offset-zero", "offset-past-window", "empty-corpus", "no-seq-len", "shorter-than-a-window"],
 )
 def test_bad_data_is_a_clear_error(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Windows(**kwargs)
 
 
-def test_corpus_of_exactly_one_window_works():
+def test_corpus_of_exactly_one_window_works_and_one_token_less_is_an_error_naming_both_counts():
     w = Windows(torch.arange(129), seq_len=128, target_offset=2)
     assert len(w) == 1
+    with pytest.raises(ValueError, match="corpus has 128 tokens, fewer than one window of seq_len \\+ 1 = 129"):
+        Windows(torch.arange(128), seq_len=128, target_offset=2)
+
+
+def test_seq_len_one_and_an_offset_of_the_whole_window_are_valid():
+    ids = torch.arange(1000, 1010)  # distinct ids: the target's source shows
+    inputs, targets = Windows(ids, seq_len=1, target_offset=1).gather(torch.tensor([0, 8]))
+    assert inputs.tolist() == [[1000], [1008]] and targets.tolist() == [[1001], [1009]]
+    # target_offset == seq_len: only position 0 has a target, the window's last token
+    _, targets = Windows(ids, seq_len=4, target_offset=4).gather(torch.tensor([2]))
+    assert targets.tolist() == [[1006, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX]]
+    with pytest.raises(ValueError, match="target_offset 5 leaves no target in a window of seq_len 4"):
+        Windows(ids, seq_len=4, target_offset=5)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32])
+def test_a_compactly_stored_corpus_gathers_int64_ids_and_signed_ignore_targets(dtype):
+    # A tokenized corpus is often stored as uint16/int32; the loss needs int64 targets with -100.
+    ids = np.arange(60000, 60020).astype(dtype)
+    inputs, targets = Windows(ids, seq_len=4, target_offset=2).gather(torch.tensor([0, 15]))
+    assert inputs.dtype == targets.dtype == torch.long
+    assert inputs.tolist() == [[60000, 60001, 60002, 60003], [60015, 60016, 60017, 60018]]
+    assert targets[:, -1].tolist() == [IGNORE_INDEX, IGNORE_INDEX] and targets[1, 2] == 60019
 
 
 def test_input_usage_counts_the_inputs_of_exactly_the_run_batches():
@@ -130,3 +155,12 @@ def test_a_negative_step_is_an_error_naming_it():
         with pytest.raises(ValueError, match=rf"^step must be >= 0, got {step}\.$"):
             order.starts(step)
     assert torch.equal(order.starts(0), order.epoch_permutation(0)[:32])
+
+
+def test_batches_draw_in_the_order_of_their_config_seed_and_drop_last():
+    ids = torch.arange(1000, 1020)  # distinct ids: 20 - 3 = 17 windows, window s starts with token 1000 + s
+    batches = Batches(ids, DataConfig(seq_len=3, batch_size=4, target_offset=1, seed=7, drop_last=True))
+    perm0, perm1 = (torch.randperm(17, generator=torch.Generator().manual_seed(s)) for s in (7, 8))
+    assert (batches[0][0][:, 0] - 1000).tolist() == perm0[:4].tolist()  # seed 7, not the default 42
+    assert (batches[3][0][:, 0] - 1000).tolist() == perm0[12:16].tolist()
+    assert (batches[4][0][:, 0] - 1000).tolist() == perm1[:4].tolist()  # drop_last: the 17th window is skipped

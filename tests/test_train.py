@@ -137,6 +137,25 @@ def test_set_lr_changes_every_group_lr():
     assert [group["lr"] for group in optimizer.param_groups] == [0.25, 0.25]
 
 
+def test_the_boundary_optimizer_settings_are_valid():
+    # beta 0 (no moment averaging), max_grad_norm 0 (no clipping), no decay, the smallest positive lr and eps
+    cfg = OptimConfig(lr=1e-30, eps=1e-30, beta1=0.0, beta2=0.0, weight_decay=0.0, max_grad_norm=0.0)
+    optimizer = build_optimizer(torch.nn.Linear(3, 2), cfg)
+    assert [(g["lr"], g["eps"], g["betas"]) for g in optimizer.param_groups] == [(1e-30, 1e-30, (0.0, 0.0))] * 2
+
+
+@pytest.mark.parametrize("setting, value", [("lr", 0.0), ("eps", 0.0), ("weight_decay", -0.1), ("max_grad_norm", -1.0)])
+def test_an_impossible_optimizer_setting_is_an_error_naming_it_and_its_value(setting, value):
+    with pytest.raises(ValueError, match=rf"^Impossible optimizer settings: OptimConfig\(.*\b{setting}={value}[,)]"):
+        build_optimizer(torch.nn.Linear(3, 2), OptimConfig(**{setting: value}))
+
+
+@pytest.mark.parametrize("beta1, beta2", [(1.0, 0.999), (0.9, 1.0), (-0.1, 0.999), (0.9, -0.1)])
+def test_a_beta_outside_zero_one_is_an_error_naming_both(beta1, beta2):
+    with pytest.raises(ValueError, match=rf"^beta1 and beta2 must lie in \[0, 1\), got {beta1}, {beta2}\.$"):
+        build_optimizer(torch.nn.Linear(3, 2), OptimConfig(beta1=beta1, beta2=beta2))
+
+
 def test_linear_schedule_decays_to_zero_without_warmup():
     assert lr_factor(0, 1000, "linear") == 1.0
     assert lr_factor(500, 1000, "linear") == 0.5
@@ -167,7 +186,7 @@ def test_clipping_caps_the_global_grad_norm_and_reports_the_pre_clip_norm():
         (dict(data=DataConfig(target_offset=0)), ValueError, "target_offset must be >= 1"),
         (dict(train=TrainConfig(device="tpu")), ValueError, "Unknown device 'tpu'. Available: auto, cpu, cuda, mps"),
         (dict(train=TrainConfig(steps=0)), ValueError, "steps must be >= 1"),
-        (dict(optim=OptimConfig(schedule="cosine")), ValueError, "Unknown schedule 'cosine'"),
+        (dict(optim=OptimConfig(schedule="cosine")), ValueError, "Unknown schedule 'cosine'. Available: linear, constant\\.$"),
         (dict(model=ModelConfig(vocab_size=500)), ValueError, "token id 699, outside the model's vocab of 500"),
     ],
     ids=["seq-len-past-positions", "offset-zero", "unknown-device", "no-steps", "unknown-schedule", "id-past-vocab"],
