@@ -457,3 +457,29 @@ def test_frame_bytes_and_tied_names():
     assert frame_bytes(["W", "logits", "grad_E"], vocab=10, dim=4) == 2 * 10 * 4 + 2 * 10 + 2 * 10 * 4
     assert [tied_name(n) for n in ("E", "grad_E", "exp_avg_sq_E", "W", "logits")] == [
         "W", "grad_W", "exp_avg_sq_W", "W", "logits"]
+
+
+def test_a_new_file_says_what_it_holds_before_its_first_frame(tmp_path):
+    """Opened with plain h5py while the writer has appended nothing: no frames, not closed cleanly,
+    the delta encoding named on each coded dataset; then one frame's bytes counted once."""
+    path = tmp_path / "new.h5"
+    config = RecordConfig(tensors=["W", "loss"], compression="delta-zstd", keyframe_every=5)
+    w = TrajectoryWriter(path, vocab_size=V, dim=D, tied=True, config=config)
+    try:
+        assert w.sync() == 0 and w.bytes_written == 0
+        with h5py.File(path, "r", swmr=True) as f:
+            attrs = dict(f.attrs)
+            assert (attrs["frames_complete"], attrs["closed_cleanly"], attrs["keyframe_every"]) == (0, False, 5)
+            datasets = []
+            f.visititems(lambda name, obj: datasets.append(obj) if isinstance(obj, h5py.Dataset) else None)
+            per_frame = [d for d in datasets if d.maxshape[0] is None]  # the growing (frames, ...) datasets
+            names = {d.name.rsplit("/", 1)[-1] for d in per_frame}  # a hard-linked dataset is visited once
+            assert names >= {"loss", "step"} and len(names & {"E", "W"}) == 1, names
+            assert all(d.shape[0] == 0 for d in per_frame), {d.name: d.shape for d in per_frame}
+            delta = [d for d in per_frame if "keyframe_every" in d.attrs]
+            assert len(delta) == 1 and delta[0].name.rsplit("/", 1)[-1] in ("E", "W")  # tied: one dataset
+            assert delta[0].attrs["encoding"] == "bfloat16 bits, XOR the previous frame's bits except at keyframes"
+        w.append(0, {"W": torch.ones(V, D, dtype=torch.bfloat16)})
+        assert w.sync() == 1 and w.bytes_written == V * D * 2
+    finally:
+        w.close()
