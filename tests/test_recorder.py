@@ -478,6 +478,7 @@ def test_a_new_file_says_what_it_holds_before_its_first_frame(tmp_path):
             assert all(d.shape[0] == 0 for d in per_frame), {d.name: d.shape for d in per_frame}
             delta = [d for d in per_frame if "keyframe_every" in d.attrs]
             assert len(delta) == 1 and delta[0].name.rsplit("/", 1)[-1] in ("E", "W")  # tied: one dataset
+            assert f["delta/E"] == f["delta/W"]  # ... under both names, where a plain h5py user looks for them
             assert delta[0].attrs["encoding"] == "bfloat16 bits, XOR the previous frame's bits except at keyframes"
         w.append(0, {"W": torch.ones(V, D, dtype=torch.bfloat16)})
         assert w.sync() == 1 and w.bytes_written == V * D * 2
