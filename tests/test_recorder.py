@@ -484,3 +484,16 @@ def test_a_new_file_says_what_it_holds_before_its_first_frame(tmp_path):
         assert w.sync() == 1 and w.bytes_written == V * D * 2
     finally:
         w.close()
+
+
+def test_a_bad_frame_is_refused_naming_the_step_and_tensor_and_a_closed_writer_says_so(tmp_path):
+    path = tmp_path / "bad.h5"
+    w = TrajectoryWriter(path, vocab_size=V, dim=D, tied=False, config=RecordConfig(tensors=["E", "W"]))
+    with w:
+        with pytest.raises(KeyError, match=r"Frame for step 3 lacks E, W\."):
+            w.append(3, {})
+        with pytest.raises(TypeError, match=r"^E must be bfloat16, got torch\.float32\.$"):
+            w.append(3, {"E": torch.zeros(V, D), "W": torch.zeros(V, D, dtype=torch.bfloat16)})
+        assert w.frames_written == 0
+    with pytest.raises(RecorderError, match=rf"^Trajectory {re.escape(str(path))} is closed\.$"):
+        w.append(4, {"E": torch.zeros(V, D, dtype=torch.bfloat16), "W": torch.zeros(V, D, dtype=torch.bfloat16)})
