@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from test_report_bench import DIM, VOCAB, report_rss_and_seconds, write_walk
+from test_report_bench import DIM, VOCAB, report_rss_and_seconds, short_and_long_walks
 
 SHORT, LONG = 60, 360
 
@@ -24,10 +24,7 @@ def animate_rss_and_seconds(path: Path, movie: Path) -> tuple[float, float]:
 
 def test_animate_memory_is_flat_in_frame_count(benchmark, bench_dir):
     benchmark.group = "animate-flannel-size"
-    short_file, long_file = bench_dir / f"walk_{SHORT}.h5", bench_dir / f"walk_{LONG}.h5"
-    write_walk(short_file, SHORT)
-    write_walk(long_file, LONG)
-    try:
+    with short_and_long_walks(bench_dir, SHORT, LONG) as (short_file, long_file):
         short_rss, short_s = animate_rss_and_seconds(short_file, bench_dir / "short.gif")
         long_rss, long_s = benchmark.pedantic(animate_rss_and_seconds, args=(long_file, bench_dir / "long.gif"),
                                               rounds=1, iterations=1)
@@ -40,6 +37,3 @@ def test_animate_memory_is_flat_in_frame_count(benchmark, bench_dir):
         with Image.open(bench_dir / "long.gif") as im:
             assert im.n_frames == LONG
         assert long_rss - short_rss < 50, "animate's memory grows with the number of frames"
-    finally:
-        short_file.unlink(missing_ok=True)
-        long_file.unlink(missing_ok=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import child_rss_and_seconds
-from test_report_bench import write_walk
+from test_report_bench import short_and_long_walks
 
 SHORT, LONG = 201, 1001  # frames; LONG is Flannel 1 at full scale (1,000 steps, every step)
 
@@ -26,10 +26,7 @@ def summary_rss_and_seconds(path: Path) -> tuple[float, float]:
 
 def test_dynamics_summary_memory_is_flat_in_file_length(benchmark, bench_dir):
     benchmark.group = "dynamics-flannel-size"
-    short_file, long_file = bench_dir / f"walk_{SHORT}.h5", bench_dir / f"walk_{LONG}.h5"
-    write_walk(short_file, SHORT)
-    write_walk(long_file, LONG)
-    try:
+    with short_and_long_walks(bench_dir, SHORT, LONG) as (short_file, long_file):
         short_rss, short_s = summary_rss_and_seconds(short_file)
         long_rss, long_s = benchmark.pedantic(summary_rss_and_seconds, args=(long_file,), rounds=1, iterations=1)
         benchmark.extra_info.update(peak_rss_mib_short=round(short_rss), peak_rss_mib_long=round(long_rss),
@@ -37,6 +34,3 @@ def test_dynamics_summary_memory_is_flat_in_file_length(benchmark, bench_dir):
         print(f"\ndynamics_summary peak RSS: {SHORT} frames {short_rss:.0f} MiB in {short_s:.1f} s; "
               f"{LONG} frames ({long_file.stat().st_size / 1e9:.2f} GB) {long_rss:.0f} MiB in {long_s:.1f} s")
         assert long_rss - short_rss < 200, "dynamics_summary memory grows with the file's length"
-    finally:
-        short_file.unlink(missing_ok=True)
-        long_file.unlink(missing_ok=True)

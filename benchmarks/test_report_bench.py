@@ -19,7 +19,9 @@ tokens by one bf16 ULP in every coordinate) so the file is written at disk speed
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -45,6 +47,19 @@ def write_walk(path: Path, frames: int) -> None:
             writer.append(step, {"W": x}, loss=1.0)
 
 
+@contextmanager
+def short_and_long_walks(folder: Path, short: int, long: int) -> Iterator[tuple[Path, Path]]:
+    """Two walk files of `short` and `long` frames in `folder` (walk_<frames>.h5), deleted afterwards."""
+    files = folder / f"walk_{short}.h5", folder / f"walk_{long}.h5"
+    try:
+        for path, frames in zip(files, (short, long)):
+            write_walk(path, frames)
+        yield files
+    finally:
+        for path in files:
+            path.unlink(missing_ok=True)
+
+
 RUNS_PER_FILE = 2
 
 
@@ -58,10 +73,7 @@ def report_rss_and_seconds(path: Path, out: Path, function: str = "harness.repor
 
 def test_report_memory_is_flat_in_file_length(benchmark, bench_dir):
     benchmark.group = "report-thimble-size"
-    short_file, long_file = bench_dir / "walk_1001.h5", bench_dir / "walk_6001.h5"
-    write_walk(short_file, 1001)
-    write_walk(long_file, 6001)
-    try:
+    with short_and_long_walks(bench_dir, 1001, 6001) as (short_file, long_file):
         short_rss, short_s = report_rss_and_seconds(short_file, bench_dir / "short_report")
         long_rss, long_s = benchmark.pedantic(report_rss_and_seconds, args=(long_file, bench_dir / "long_report"),
                                               rounds=1, iterations=1)
@@ -72,6 +84,3 @@ def test_report_memory_is_flat_in_file_length(benchmark, bench_dir):
               f"6,001 frames ({long_file.stat().st_size / 1e9:.1f} GB) {long_rss:.0f} MiB in {long_s:.1f} s")
         assert (bench_dir / "long_report" / "lattice.png").stat().st_size > 0
         assert long_rss - short_rss < 200, "report memory grows with the file's length"
-    finally:
-        short_file.unlink(missing_ok=True)
-        long_file.unlink(missing_ok=True)
