@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.checks.measures import checked_center, cloud_radius, radius_dips_before_growing
+from harness.checks.measures import cloud_radius, radius_dips_before_growing
 from harness.checks.registry import TokenSet
 from harness.dynamics.stream import DEFAULT_CHUNK, Source, matrix_name, numbers, opened, rows_of
 
@@ -66,8 +66,7 @@ def inhale_of(steps: np.ndarray, radius: np.ndarray, tensor: str = "W", tokens: 
 def inhale(path: Source, tensor: str = "W", tokens: TokenSet = "dead", chunk: int = DEFAULT_CHUNK,
            center: str = "centroid") -> Inhale:
     """Whether, how deep and when the `tokens` cloud contracts before it first expands (the module's
-    definition); its radius measured from its centroid, or from the origin."""
-    checked_center(center)
+    definition); its radius measured from its centroid, or from the origin (cloud_radius checks `center`)."""
     with opened(path) as traj:
         radius = cloud_radius(traj, matrix_name(traj, tensor), rows_of(traj, tokens), chunk, center)
         return inhale_of(traj.steps, radius, tensor, str(tokens), center)
