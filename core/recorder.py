@@ -171,7 +171,7 @@ class TrajectoryWriter:
 
     @classmethod
     def check_fits(cls, path: Path, config: RecordConfig, vocab_size: int, dim: int, tied: bool,
-                   expected_frames: int | None, overwrite: bool = False, other_bytes: int = 0) -> None:
+                   expected_frames: int | None, overwrite: bool, other_bytes: int) -> None:
         """Refuse, before anything is written, a file that cannot be made or cannot fit (core/disk.py)."""
         nbytes = frame_bytes(list(cls.stored_names(config, tied)), vocab_size, dim)
         reserve = int(config.disk_reserve_mb * 2**20)

@@ -24,7 +24,7 @@ from core.fast import KernelConfig, choose_kernels
 from core.fast.staging import frame_stager
 from core.format import PARAM_TENSORS, frame_bytes, tied_name
 from core.h5read import TrajectoryFileError
-from core.recorder import RecordConfig, RecorderError, TrajectoryWriter
+from core.recorder import HostStager, RecordConfig, RecorderError, TrajectoryWriter
 from core.reopen import resume_trajectory
 from core.run import frame_tensors, train_and_record
 from core.token_tables import TokenTables
@@ -439,7 +439,8 @@ def test_sync_returns_once_every_appended_frame_is_on_disk(tmp_path):
     gen = torch.Generator().manual_seed(4)
     frames = [torch.randn(V, D, generator=gen).to(torch.bfloat16) for _ in range(4)]
     path = tmp_path / "s.h5"
-    w = TrajectoryWriter(path, vocab_size=V, dim=D, tied=False, config=RecordConfig(tensors=["W"], flush_every_frames=100))
+    config = RecordConfig(tensors=["W"], flush_every_frames=100, fsync=True)
+    w = TrajectoryWriter(path, vocab_size=V, dim=D, tied=False, config=config)
     with w:
         for step, frame in enumerate(frames[:3]):
             w.append(step, {"W": frame})
@@ -447,8 +448,12 @@ def test_sync_returns_once_every_appended_frame_is_on_disk(tmp_path):
         with Trajectory(path) as live:  # a reader of the live file sees exactly the synced frames
             assert len(live) == 3 and np.array_equal(to_bits(live["W"][:]), to_bits(torch.stack(frames[:3])))
         w.append(3, {"W": frames[3]})  # the writer goes on after a sync
+    assert w.bytes_written == 4 * V * D * 2
     with Trajectory(path) as traj:
         assert np.array_equal(to_bits(traj["W"][:]), to_bits(torch.stack(frames)))
+    with h5py.File(path, "r") as f:  # what plain h5py (and xarray) see: 4 frames, no padding row
+        assert {name: f[name].shape[0] for name in ("W", "step", "loss", "lr", "grad_norm")} == dict.fromkeys(
+            ("W", "step", "loss", "lr", "grad_norm"), 4)
     with pytest.raises(RecorderError, match=rf"^Trajectory {re.escape(str(path))} is closed\.$"):
         w.sync()
 
@@ -497,3 +502,145 @@ def test_a_bad_frame_is_refused_naming_the_step_and_tensor_and_a_closed_writer_s
         assert w.frames_written == 0
     with pytest.raises(RecorderError, match=rf"^Trajectory {re.escape(str(path))} is closed\.$"):
         w.append(4, {"E": torch.zeros(V, D, dtype=torch.bfloat16), "W": torch.zeros(V, D, dtype=torch.bfloat16)})
+
+
+# ---------------------------------------------------------------- settings, the up-front check, cadence
+
+
+def test_record_config_errors_name_the_key_its_value_and_the_choices():
+    for key in ("every", "queue_frames", "keyframe_every"):
+        with pytest.raises(ValueError, match=rf"^record {key} must be >= 1, got 0\.$"):
+            RecordConfig(**{key: 0}).validate()
+    with pytest.raises(ValueError, match=r"^compression must be one of none, zstd, delta-zstd, got 'lz4'\.$"):
+        RecordConfig(compression="lz4").validate()
+
+
+def test_the_up_front_check_counts_stored_frames_the_reserve_and_what_lies_beside(tmp_path):
+    """Tied: E is stored as W, so a frame of E and W is one matrix (1 MiB at V 8192, D 64). Beside
+    the frames: the 3 MiB reserve plus the caller's 5 MiB (a checkpoint)."""
+    path, frames = tmp_path / "big.h5", 10**9
+    with pytest.raises(RecorderError, match=rf"\({frames} frames of 1\.0 MiB and 8\.0 MiB beside: reserve, checkpoint\)"):
+        TrajectoryWriter(path, vocab_size=8192, dim=64, tied=True, expected_frames=frames, other_bytes=5 * 2**20,
+                         config=RecordConfig(tensors=["E", "W"], disk_reserve_mb=3.0))
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written, the reserve included
+
+
+def test_overwrite_replaces_an_existing_file_only_when_asked(tmp_path):
+    path = tmp_path / "x.h5"
+    write_synthetic(path, [torch.zeros(V, D, dtype=torch.bfloat16)] * 2)
+    write_synthetic(path, [torch.ones(V, D, dtype=torch.bfloat16)], overwrite=True)
+    with Trajectory(path) as traj:
+        assert len(traj) == 1 and torch.equal(traj["W"][0], torch.ones(V, D, dtype=torch.bfloat16))
+
+
+def test_frames_are_flushed_every_n_frames_or_every_t_seconds(tmp_path):
+    """One host buffer: append(k) returns only once frame k-1 is written (and flushed, if due), so
+    frames_complete after each append shows exactly when the writer flushed."""
+    frame = torch.zeros(V, D, dtype=torch.bfloat16)
+    for seconds, expected in ((3600.0, [0, 0, 0, 3, 3, 3, 6]), (0.0, [0, 1, 2, 3, 4, 5, 6])):
+        config = RecordConfig(tensors=["W"], queue_frames=1, flush_every_frames=3, flush_every_seconds=seconds)
+        with TrajectoryWriter(tmp_path / f"c{seconds}.h5", vocab_size=V, dim=D, tied=False, config=config) as w:
+            seen = []
+            for step in range(7):
+                w.append(step, {"W": frame})
+                seen.append(w.frames_complete)
+        assert seen == expected, (seconds, seen)
+
+
+def test_a_file_closed_with_no_frame_stays_and_says_so(tmp_path):
+    path = tmp_path / "empty.h5"
+    TrajectoryWriter(path, vocab_size=V, dim=D, tied=False).close()
+    with h5py.File(path, "r") as f:
+        assert f.attrs["frames_complete"] == 0 and f.attrs["closed_cleanly"]
+
+
+def test_bad_token_tables_leave_no_file_and_give_the_reserve_back(tmp_path):
+    short = TokenTables(np.zeros(V - 1, bool), np.zeros(V - 1, np.int64), [f"t{i}" for i in range(V - 1)])
+    with pytest.raises(ValueError, match=f"must have {V} entries"):
+        TrajectoryWriter(tmp_path / "t.h5", vocab_size=V, dim=D, tied=False, tokens=short)
+    assert list(tmp_path.iterdir()) == []  # no file, no half-made copy, no reserve
+
+
+# ---------------------------------------------------------------- a stager that fails, as a device copy can
+
+
+class FailingStager(HostStager):
+    """The CPU stager, except that the copy of frame `fail_at` (counted from 0) fails when the writer
+    thread waits for it, or that its host buffers cannot be made (pinned memory can run out)."""
+
+    def __init__(self, fail_at: int | None = None, no_buffers: bool = False):
+        self.fail_at, self.no_buffers, self.waited = fail_at, no_buffers, 0
+
+    def new_slot(self, shapes):
+        if self.no_buffers:
+            raise RuntimeError("cannot pin host memory")
+        return super().new_slot(shapes)
+
+    def wait(self, slot):
+        if self.waited == self.fail_at:
+            raise RuntimeError(f"copy {self.waited} failed")
+        self.waited += 1
+
+
+def open_hdf5_files() -> list[str]:
+    """Files HDF5 holds open in this process. Checked while the caught exception is alive: its
+    traceback keeps the failed writer's frames (and any file they opened) from garbage collection,
+    as a caller that logs or stores the exception would."""
+    return [h5py.h5f.FileID(i).name.decode() for i in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE)]
+
+
+def test_a_run_that_fails_before_its_first_frame_leaves_nothing_and_logs_why(tmp_path, caplog):
+    path = tmp_path / "f.h5"
+    w = TrajectoryWriter(path, vocab_size=V, dim=D, tied=False, stager=FailingStager(fail_at=0))
+    w.append(0, {"W": torch.zeros(V, D, dtype=torch.bfloat16)})
+    message = rf"^Writing trajectory {re.escape(str(path))} failed after 0 frames: copy 0 failed\. No frame is complete"
+    with caplog.at_level("ERROR", logger="core.recorder"), pytest.raises(RecorderError, match=message):
+        w.close()
+    assert [r.getMessage() for r in caplog.records] == [f"Writing {path} failed: copy 0 failed"]
+    assert list(tmp_path.iterdir()) == [] and open_hdf5_files() == []
+
+
+def test_a_failed_run_keeps_the_frames_it_completed(tmp_path):
+    path = tmp_path / "f.h5"
+    w = TrajectoryWriter(path, vocab_size=V, dim=D, tied=False, stager=FailingStager(fail_at=2))
+    for step in range(2):
+        w.append(step, {"W": torch.full((V, D), step, dtype=torch.bfloat16)})
+    assert w.sync() == 2
+    w.append(2, {"W": torch.ones(V, D, dtype=torch.bfloat16)})
+    with pytest.raises(RecorderError, match=r"failed after 2 frames: copy 2 failed\. Frames 0\.\.1 are complete"):
+        w.close()
+    with Trajectory(path) as traj:
+        assert len(traj) == 2 and traj["W"][1, 0, 0] == 1 and not traj.meta["closed_cleanly"]
+
+
+def test_a_failed_run_whose_file_was_deleted_still_says_what_failed(tmp_path):
+    """`rm -rf` of the output folder mid-run: close reports the write failure, not the missing file."""
+    path = tmp_path / "f.h5"
+    w = TrajectoryWriter(path, vocab_size=V, dim=D, tied=False, stager=FailingStager(fail_at=0))
+    w.append(0, {"W": torch.zeros(V, D, dtype=torch.bfloat16)})
+    path.unlink()
+    with pytest.raises(RecorderError, match="copy 0 failed"):
+        w.close()
+
+
+def test_a_writer_without_host_buffers_closes_and_removes_its_new_file(tmp_path):
+    path = tmp_path / "f.h5"
+    with pytest.raises(RuntimeError, match="cannot pin host memory") as failure:
+        TrajectoryWriter(path, vocab_size=V, dim=D, tied=False, stager=FailingStager(no_buffers=True))
+    assert list(tmp_path.iterdir()) == [] and open_hdf5_files() == [], failure
+
+
+def test_a_resumed_file_is_never_removed_by_a_failure(tmp_path):
+    """Resumed at frame 0 (no frame kept), then failing: the file is the user's, so it stays; a
+    resume without host buffers closes the file again."""
+    path = tmp_path / "r.h5"
+    write_synthetic(path, [torch.zeros(V, D, dtype=torch.bfloat16)])
+    config = RecordConfig(tensors=["W"])
+    with pytest.raises(RuntimeError, match="cannot pin host memory") as failure:
+        resume_trajectory(path, frames=1, config=config, stager=FailingStager(no_buffers=True))
+    assert open_hdf5_files() == [], failure
+    w = resume_trajectory(path, frames=0, config=config, stager=FailingStager(fail_at=0))
+    w.append(0, {"W": torch.ones(V, D, dtype=torch.bfloat16)})
+    with pytest.raises(RecorderError, match="copy 0 failed"):
+        w.close()
+    assert path.is_file() and open_hdf5_files() == []
