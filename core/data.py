@@ -46,7 +46,9 @@ class Windows:
         if target_offset > seq_len:
             raise ValueError(f"target_offset {target_offset} leaves no target in a window of seq_len {seq_len}.")
         self.ids = torch.as_tensor(ids, dtype=torch.long)  # (n_tokens,)
-        if self.ids.ndim != 1 or self.ids.numel() == 0:
+        if self.ids.ndim != 1:
+            raise ValueError(f"The corpus must be one sequence of token ids, got shape {tuple(self.ids.shape)}.")
+        if self.ids.numel() == 0:
             raise ValueError("The corpus has no tokens.")
         if self.ids.numel() < seq_len + 1:
             raise ValueError(

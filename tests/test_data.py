@@ -61,10 +61,12 @@ def test_batches_are_a_pure_function_of_the_step():
         (dict(ids=torch.arange(500), seq_len=128, target_offset=0), "target_offset must be >= 1"),
         (dict(ids=torch.arange(500), seq_len=16, target_offset=17), "leaves no target"),
         (dict(ids=torch.tensor([], dtype=torch.long), seq_len=16, target_offset=1), "^The corpus has no tokens\\.$"),
+        (dict(ids=torch.arange(600).reshape(2, 300), seq_len=16, target_offset=1),
+         "^The corpus must be one sequence of token ids, got shape \\(2, 300\\)\\.$"),
         (dict(ids=torch.arange(500), seq_len=0, target_offset=1), "^seq_len must be >= 1, got 0\\.$"),
         (dict(ids=torch.arange(100), seq_len=128, target_offset=2), "fewer than one window of seq_len \\+ 1 = 129"),
     ],
-    ids=["offset-zero", "offset-past-window", "empty-corpus", "no-seq-len", "shorter-than-a-window"],
+    ids=["offset-zero", "offset-past-window", "empty-corpus", "two-dimensional", "no-seq-len", "shorter-than-a-window"],
 )
 def test_bad_data_is_a_clear_error(kwargs, message):
     with pytest.raises(ValueError, match=message):
