@@ -95,11 +95,11 @@ def test_a_cloud_still_at_its_peak_speed_has_not_ended(tmp_path):
     s = supernova_end(path)
     assert s.end_step is None and s.peak_speed == 1.0
     v = check(path, "supernova_ends_by", step=3)
-    assert not v.passed and "never by the last step 3" in v.message
+    assert not v.passed and "never by the last step 3" in v.message and v.measured is None
     moving = write(tmp_path / "ends.h5", translated(POSITIONS), n_dead=4)
     assert check(moving, "supernova_ends_by", step=4).passed
     v = check(moving, "supernova_ends_by", step=3)
-    assert not v.passed and "from step 4; expected from step 3 or earlier" in v.message
+    assert not v.passed and "from step 4; expected from step 3 or earlier" in v.message and v.measured == 4
     with pytest.raises(ValueError, match="fraction"):
         supernova_end(moving, fraction=1.5)
 
@@ -141,6 +141,8 @@ def test_an_abrupt_freeze_vs_a_progressive_one(tmp_path, chunk):
     assert check(abrupt, "freeze_is_abrupt").passed and not check(abrupt, "freeze_is_progressive").passed
     v = check(progressive, "freeze_is_abrupt")
     assert not v.passed and "progressive" in v.message and "8 of 10 frozen" in v.message
+    assert v.measured == f.range_10_90_relative
+    assert check(progressive, "freeze_spread_below", spread=0.05, statistic="iqr").measured == f.iqr_relative
     assert check(progressive, "freeze_is_progressive").passed
     assert check(progressive, "freeze_is_abrupt", abrupt_below=0.9).passed  # the threshold is the stated one
     assert check(abrupt, "freeze_spread_below", spread=0.05).passed
@@ -188,7 +190,7 @@ def test_flux_counts_live_tokens_crossing_the_dead_ball(tmp_path):
     assert flux(path, radius="mean").entries.tolist() == [0, 1, 0, 0, 1]
     assert check(path, "live_flux_at_least", crossings=4).passed
     v = check(path, "live_flux_at_least", crossings=5)
-    assert not v.passed and "2 entries and 2 exits" in v.message
+    assert not v.passed and "2 entries and 2 exits" in v.message and v.measured == 4
     with pytest.raises(ValueError, match="radius = 'q9'"):
         flux(path, radius="q9")
 
@@ -215,7 +217,7 @@ def test_an_inhale_of_known_depth_and_timing(tmp_path, chunk):
     np.testing.assert_allclose(i.radius, [1, 0.75, 0.5, 0.75, 1.25, 2])
     assert check(path, "inhale_happens", min_depth=0.4).passed
     v = check(path, "inhale_happens", min_depth=0.6)
-    assert not v.passed and "by 50.000% at step 2" in v.message
+    assert not v.passed and "by 50.000% at step 2" in v.message and v.measured == pytest.approx(0.5)
 
 
 def test_steps_not_frames_and_no_inhale(tmp_path):
@@ -277,7 +279,8 @@ def test_collapse_counts_identical_rows_and_one_ulp_clusters(tmp_path):
     assert collapse(path, step=0).near_rows == 0  # the start: rows 1/8 apart, far more than one ULP
     assert check(path, "collapse_at_least", count=4).passed
     v = check(path, "collapse_at_most", count=3)
-    assert not v.passed and "4 of 10 bit-identical" in v.message and "expected <= 3" in v.message
+    assert not v.passed and "4 of 10 bit-identical" in v.message and "expected <= 3" in v.message and v.measured == 4
+    assert check(path, "collapse_at_least", count=6, measure="largest_near_cluster").measured == 5
     assert check(path, "collapse_at_least", count=5, measure="largest_near_cluster").passed
     assert not check(path, "collapse_at_least", count=6, measure="largest_near_cluster").passed
     with pytest.raises(ValueError, match="measure = 'rows'"):
@@ -316,7 +319,7 @@ def test_outward_share_per_step_pooled_and_windowed(tmp_path, chunk):
     assert o.share_between(0, 1) == (1.0, 2) and o.share_between(1, -1) == (pytest.approx(2 / 6), 6)
     assert check(path, "outward_share_between", low=0.4, high=0.6).passed
     v = check(path, "outward_share_between", low=0.6, high=1.0, first_step=2)
-    assert not v.passed and "0.500 of 4 moving steps" in v.message
+    assert not v.passed and "0.500 of 4 moving steps" in v.message and v.measured == 0.5
     json.dumps(o.to_dict())
 
 

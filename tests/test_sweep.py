@@ -24,7 +24,7 @@ from h5util import differing_attributes
 from harness.cli import main
 from harness.resume import FAULT_ENV
 from harness.sweep.run import PAUSE_ENV, load_sweep, run_sweep
-from harness.sweep.expect import definition_key, radius_series
+from harness.sweep.expect import definition_key, measured_range, radius_series
 from harness.sweep.report import summary_table
 from harness.sweep.spec import ExpectAll, SweepError
 from harness.sweep.index import read_index
@@ -175,6 +175,13 @@ min_fraction = 0.5
 
 [[expect_all]]
 check = "mean_radius_dips_before_growing"
+
+[[expect_all]]
+id = "outward"
+check = "outward_share_between"
+low = 0.0
+high = 1.0
+center = "origin"
 """, encoding="utf-8")
     before = {p: p.stat().st_mtime_ns for p in trajectories(pool_run.folder).values()}
     code = main(["sweep", str(wrong), "--out", str(pool_run.folder.parent), "--workers", "2", "-q"])
@@ -191,8 +198,15 @@ check = "mean_radius_dips_before_growing"
     for rid in ids:  # the summary table: one row per run
         assert any(line.startswith(rid) and " done " in line for line in printed.splitlines())
     assert {p: p.stat().st_mtime_ns for p in before} == before, "finished runs are not run again"
-    cached = read_index(pool_run.folder)["runs"][ids[0]]["expect_all"]["dead-W-still"]
+    runs = read_index(pool_run.folder)["runs"]
+    cached = runs[ids[0]]["expect_all"]["dead-W-still"]
     assert cached["passed"] is False and "zero_displacement" in cached["key"]  # checked by the driver, kept
+    # a check that measures a number: the summary gives its range over the runs, as each run measured it
+    shares = [runs[rid]["expect_all"]["outward"]["measured"] for rid in ids]
+    assert all(0 < share < 1 for share in shares) and len(set(shares)) > 1, shares
+    line = next(line for line in printed.splitlines() if line.startswith("PASS  outward:"))
+    assert f"held in 4 of 4 runs (need 100%); measured {min(shares):.4g} to {max(shares):.4g}" in line, line
+    assert "measured" not in next(line for line in printed.splitlines() if line.startswith("FAIL  dead-W-still:"))
 
 
 # ------------------------------------------------------------------ killed, then finished
@@ -483,3 +497,9 @@ def test_a_radius_of_a_tensor_the_run_did_not_record_is_an_error_naming_the_file
     assert steps.tolist() == [0, 1, 2, 3] and radius.shape == (4,)
     with pytest.raises(KeyError, match=r"untied\.h5 has no 'W'\. Recorded: .*E"):
         radius_series(path, "W")
+
+
+def test_a_measured_range_names_the_runs_without_a_value():
+    assert measured_range([None, None]) == ""  # a check that measures no number (zero_displacement)
+    assert measured_range([3.0, 3.0]) == "; measured 3"
+    assert measured_range([451.0, None, 152.0]) == "; measured 152 to 451 (1 run without a value)"

@@ -34,6 +34,7 @@ class Verdict:
     passed: bool
     message: str  # observed vs expected, in words and numbers
     worst: dict[str, Any] = field(default_factory=dict)  # offending token ids / steps, for reports
+    measured: float | None = None  # the number held against the threshold (a sweep states its range over runs)
 
 
 @dataclass

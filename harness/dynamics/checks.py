@@ -8,7 +8,8 @@
 
 Registered with `@check` (harness.checks.registry) when this module is imported, which
 harness.scenario.expectations does. Each verdict says what it read (tensor, tokens, the
-definition's parameters) and the measured value against the threshold.
+definition's parameters) and the measured value against the threshold; `Verdict.measured` holds
+that value, so a sweep can state its range over the runs.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def supernova_ends_by(ctx: CheckContext, step: int, tensor: str = "W", fraction:
         return Verdict(False, f"{read}: never by the last step {int(s.steps[-1])}; expected from step {step} or "
                               "earlier", s.to_dict())
     return Verdict(s.end_step <= step, f"{read} from step {s.end_step}; expected from step {step} or earlier",
-                   s.to_dict())
+                   s.to_dict(), measured=s.end_step)
 
 
 def _freeze_text(f: Freeze, tensor: str) -> str:
@@ -63,13 +64,14 @@ def freeze_spread_below(ctx: CheckContext, spread: float, tensor: str = "W", sta
     value = getattr(f, FREEZE_STATISTICS[statistic])
     text = f"{_freeze_text(f, tensor)}; expected {statistic} < {spread:g}"
     return Verdict(value is not None and value < spread, text if value is not None else text + " (none frozen)",
-                   f.to_dict())
+                   f.to_dict(), measured=value)
 
 
 def _freeze_pattern(ctx: CheckContext, want: str, tensor: str, abrupt_below: float) -> Verdict:
     f = freeze(ctx.traj, tensor, abrupt_below)
     return Verdict(f.pattern == want, f"{_freeze_text(f, tensor)}: {f.pattern} (abrupt: 10-90 % range <= "
-                                      f"{abrupt_below:g}); expected {want}", f.to_dict())
+                                      f"{abrupt_below:g}); expected {want}", f.to_dict(),
+                   measured=f.range_10_90_relative)
 
 
 @check("freeze_is_abrupt")
@@ -100,7 +102,8 @@ def inhale_happens(ctx: CheckContext, tensor: str = "W", min_depth: float = 0.0,
                 f"step {i.min_step}; {grows}")
     ok = i.happened and i.depth > min_depth
     return Verdict(ok, f"mean distance of the dead rows of {tensor} from {MEASURED_FROM[center]} (start "
-                       f"{i.radius_start:.5g}) {seen}; expected an inhale deeper than {min_depth:.3%}", i.to_dict())
+                       f"{i.radius_start:.5g}) {seen}; expected an inhale deeper than {min_depth:.3%}", i.to_dict(),
+                   measured=i.depth)
 
 
 def _collapse_count(ctx: CheckContext, measure: str, tensor: str, step: int) -> tuple[Collapse, int]:
@@ -121,7 +124,8 @@ def collapse_at_most(ctx: CheckContext, count: int, tensor: str = "W", measure: 
                      step: int = -1) -> Verdict:
     """At optimizer step `step` (-1: the last frame) the collapse `measure` of the dead rows is at most `count`."""
     c, value = _collapse_count(ctx, measure, tensor, step)
-    return Verdict(value <= count, f"{_collapse_text(c, tensor, measure, value)}, expected <= {count}", c.to_dict())
+    return Verdict(value <= count, f"{_collapse_text(c, tensor, measure, value)}, expected <= {count}", c.to_dict(),
+                   measured=value)
 
 
 @check("collapse_at_least")
@@ -129,7 +133,8 @@ def collapse_at_least(ctx: CheckContext, count: int, tensor: str = "W", measure:
                       step: int = -1) -> Verdict:
     """At optimizer step `step` (-1: the last frame) the collapse `measure` of the dead rows is at least `count`."""
     c, value = _collapse_count(ctx, measure, tensor, step)
-    return Verdict(value >= count, f"{_collapse_text(c, tensor, measure, value)}, expected >= {count}", c.to_dict())
+    return Verdict(value >= count, f"{_collapse_text(c, tensor, measure, value)}, expected >= {count}", c.to_dict(),
+                   measured=value)
 
 
 @check("outward_share_between")
@@ -145,7 +150,7 @@ def outward_share_between(ctx: CheckContext, low: float, high: float, tensor: st
     if share is None:
         return Verdict(False, f"{read}: no row moved; expected an outward share in [{low:g}, {high:g}]", o.to_dict())
     return Verdict(low <= share <= high, f"{read}: {share:.3f} of {moving} moving steps point outward; expected "
-                                         f"[{low:g}, {high:g}]", o.to_dict())
+                                         f"[{low:g}, {high:g}]", o.to_dict(), measured=share)
 
 
 @check("live_flux_at_least")
@@ -157,4 +162,4 @@ def live_flux_at_least(ctx: CheckContext, crossings: int, tensor: str = "W", rad
     return Verdict(total >= crossings, f"live rows of {tensor} through the dead cloud's {radius} ball: "
                                        f"{f.entries_total} entries and {f.exits_total} exits ({f.inside_first} inside "
                                        f"at the start, {f.inside_last} at the end); expected >= {crossings} crossings",
-                   f.to_dict())
+                   f.to_dict(), measured=total)

@@ -174,7 +174,8 @@ def evaluate_run(path: Path, scenario: Scenario, expectations: list[Expectation]
         for e in expectations:
             try:
                 v = run_check(e.check, ctx, e.args)
-                out[e.id] = {"check": e.check, "passed": bool(v.passed), "message": v.message}
+                out[e.id] = {"check": e.check, "passed": bool(v.passed), "message": v.message,
+                             "measured": None if v.measured is None else float(v.measured)}  # JSON: no numpy scalars
             except Exception as exc:  # a check that cannot run on this file fails, with the reason
                 out[e.id] = {"check": e.check, "passed": False, "message": f"{type(exc).__name__}: {exc}"}
     return out
@@ -194,15 +195,16 @@ def check_all(expect_all: list[ExpectAll], runs: list[RunFile], specs: list[RunS
             passed = passed and not missing
         else:
             ok = {i: False for i in missing}
-            texts = {}
+            texts, measured = {}, []
             for run in present:
                 v = _cached_or_checked(run, e)
                 ok[run.id], texts[run.id] = v["passed"], v["message"]
+                measured.append(v.get("measured"))
             n_ok = sum(ok.values())
             need = e.min_fraction * len(picked)
             passed = n_ok >= need - 1e-9
             first_bad = next((i for i in picked if not ok.get(i, False)), None)
-            text = (f"{e.check} held in {n_ok} of {len(picked)} runs (need {e.min_fraction:.0%})")
+            text = f"{e.check} held in {n_ok} of {len(picked)} runs (need {e.min_fraction:.0%})" + measured_range(measured)
             if first_bad is not None:
                 text += f"; e.g. {first_bad}: {texts.get(first_bad, 'did not finish')}"
         broken = [i for i in picked if not ok.get(i, False)]
@@ -212,6 +214,17 @@ def check_all(expect_all: list[ExpectAll], runs: list[RunFile], specs: list[RunS
             text += f"; broken by: {shown}"
         out.append(CrossVerdict(e.id, e.check, bool(passed), n_passed, len(picked), broken, text, e.exploratory))
     return out
+
+
+def measured_range(values: list[float | None]) -> str:
+    """'; measured 152 to 451' over the runs whose check measured a value ('' when none did)."""
+    numbers = [float(v) for v in values if v is not None]
+    if not numbers:
+        return ""
+    low, high = min(numbers), max(numbers)
+    text = f"; measured {low:.4g}" + (f" to {high:.4g}" if high > low else "")
+    missing = len(values) - len(numbers)
+    return text + (f" ({missing} run{'s' if missing > 1 else ''} without a value)" if missing else "")
 
 
 def _cached_or_checked(run: RunFile, e: ExpectAll) -> dict[str, Any]:
