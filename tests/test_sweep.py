@@ -24,7 +24,8 @@ from h5util import differing_attributes
 from harness.cli import main
 from harness.resume import FAULT_ENV
 from harness.sweep.run import PAUSE_ENV, load_sweep, run_sweep
-from harness.sweep.expect import definition_key, measured_range, radius_series
+from harness.sweep.aggregates import RunFile
+from harness.sweep.expect import _cached_or_checked, definition_key, measured_range, radius_series
 from harness.sweep.report import summary_table
 from harness.sweep.spec import ExpectAll, SweepError
 from harness.sweep.index import read_index
@@ -503,3 +504,15 @@ def test_a_measured_range_names_the_runs_without_a_value():
     assert measured_range([None, None]) == ""  # a check that measures no number (zero_displacement)
     assert measured_range([3.0, 3.0]) == "; measured 3"
     assert measured_range([451.0, None, 152.0]) == "; measured 152 to 451 (1 run without a value)"
+
+
+def test_a_verdict_cached_without_its_measured_value_is_checked_again(tmp_path):
+    """An index written before verdicts kept their measured value: the check runs again (once), so
+    the summary can give the range."""
+    e = ExpectAll(check="collapse_at_most", args={"count": 100}, id="c")
+    old = {"check": e.check, "passed": False, "message": "cached by an older version", "key": definition_key(e)}
+    run = RunFile("r", write_checks_file(tmp_path / "r.h5", tensors=("W",)), None, {"c": old})
+    v = _cached_or_checked(run, e)
+    assert v["passed"] and v["measured"] == 0 and "bit-identical" in v["message"]
+    assert run.verdicts["c"] == {**v, "key": definition_key(e)}
+    assert _cached_or_checked(run, e) is run.verdicts["c"]  # from now on, cached

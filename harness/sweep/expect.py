@@ -229,7 +229,8 @@ def measured_range(values: list[float | None]) -> str:
 
 def _cached_or_checked(run: RunFile, e: ExpectAll) -> dict[str, Any]:
     cached = run.verdicts.get(e.id)
-    if cached is not None and cached.get("key") == definition_key(e):
+    # "measured" missing: cached before verdicts kept their measured value; checked again for the range
+    if cached is not None and cached.get("key") == definition_key(e) and "measured" in cached:
         return cached
     log.debug("%s: checking %s on %s", e.id, e.check, run.path)
     verdict = evaluate_run(run.path, run.scenario, [per_run_expectation(e)])[e.id]
