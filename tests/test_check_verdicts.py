@@ -12,7 +12,7 @@ import torch
 
 from check_files import D, DEAD, base, verdict, write
 from harness.checks.library import SHOW, _ids_text, frame_for
-from harness.checks.measures import bf16_ordinal, radius_dips_before_growing, token_ids
+from harness.checks.measures import bf16_ordinal, center_of, cloud_radius, radius_dips_before_growing, token_ids
 from core.trajectory import Trajectory
 
 
@@ -357,3 +357,20 @@ def test_radius_dip_measure_on_known_series():
     assert radius_dips_before_growing(np.array([2.0, 0.0]))["min_relative"] == -1.0
     assert radius_dips_before_growing(np.array([0.0, 0.0])) == {
         "dips": False, "min_frame": 0, "min_relative": 0.0, "first_growth_frame": None}
+
+
+def test_cloud_radius_from_the_centroid_and_from_the_origin(tmp_path):
+    """Dead rows of W are t + step/8 in each of 4 columns (t = 12..15): 2 |t - 13.5| from their
+    centroid (mean 2 at every step), 2 (t + step/8) from the origin (mean 27 + step/4)."""
+    ids = np.array(DEAD)
+    with Trajectory(write(tmp_path / "run.h5")) as traj:
+        for chunk in (1, 3):  # frame by frame, and blocks that end mid-run
+            assert cloud_radius(traj, "W", ids, chunk=chunk).tolist() == [2.0] * 4
+            assert cloud_radius(traj, "W", ids, chunk=chunk, center="origin").tolist() == [27.0, 27.25, 27.5, 27.75]
+    for frames in (4, 0):  # a bad center is refused before any frame is read, even when there is none
+        with Trajectory(write(tmp_path / f"f{frames}.h5", frames=frames)) as traj:
+            with pytest.raises(ValueError, match=r"^center = 'middle': expected one of centroid, origin$"):
+                cloud_radius(traj, "W", ids, center="middle")
+    rows = torch.arange(24, dtype=torch.float32).reshape(2, 3, 4)  # (C, n, D)
+    assert torch.equal(center_of(rows, "centroid"), rows.mean(1, keepdim=True))
+    assert torch.equal(center_of(rows, "origin"), torch.zeros(2, 1, 4))
