@@ -535,16 +535,32 @@ def test_overwrite_replaces_an_existing_file_only_when_asked(tmp_path):
 
 def test_frames_are_flushed_every_n_frames_or_every_t_seconds(tmp_path):
     """One host buffer: append(k) returns only once frame k-1 is written (and flushed, if due), so
-    frames_complete after each append shows exactly when the writer flushed."""
+    frames_complete after each append shows exactly when the writer flushed. A sync flushes too,
+    and the count of frames to the next flush starts again after it."""
     frame = torch.zeros(V, D, dtype=torch.bfloat16)
-    for seconds, expected in ((3600.0, [0, 0, 0, 3, 3, 3, 6]), (0.0, [0, 1, 2, 3, 4, 5, 6])):
+    for seconds, expected in ((3600.0, [0, 0, 0, 3, 3, 3, 6, 7, 7, 7, 10]), (0.0, list(range(7)) + [7, 8, 9, 10])):
         config = RecordConfig(tensors=["W"], queue_frames=1, flush_every_frames=3, flush_every_seconds=seconds)
         with TrajectoryWriter(tmp_path / f"c{seconds}.h5", vocab_size=V, dim=D, tied=False, config=config) as w:
             seen = []
-            for step in range(7):
+            for step in range(11):
+                if step == 7:
+                    assert w.sync() == 7
                 w.append(step, {"W": frame})
                 seen.append(w.frames_complete)
         assert seen == expected, (seconds, seen)
+
+
+class SlowStager(HostStager):
+    """The CPU stager, with a device copy that takes 0.7 s (longer than sync's 0.5 s poll)."""
+
+    def wait(self, slot):
+        time.sleep(0.7)
+
+
+def test_sync_waits_for_a_slow_copy(tmp_path):
+    with TrajectoryWriter(tmp_path / "slow.h5", vocab_size=V, dim=D, tied=False, stager=SlowStager()) as w:
+        w.append(0, {"W": torch.zeros(V, D, dtype=torch.bfloat16)})
+        assert w.sync() == 1
 
 
 def test_a_file_closed_with_no_frame_stays_and_says_so(tmp_path):
