@@ -50,10 +50,12 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
     """AdamW with the Trainer's parameter groups (decay group first, then no-decay)."""
     if cfg.schedule not in SCHEDULES:
         raise ValueError(f"Unknown schedule {cfg.schedule!r}. Available: {', '.join(SCHEDULES)}.")
-    for key, value, rule in (("lr", cfg.lr, "> 0"), ("eps", cfg.eps, "> 0"), ("weight_decay", cfg.weight_decay, ">= 0"),
-                             ("max_grad_norm", cfg.max_grad_norm, ">= 0 (0 = no clipping)")):
-        if not (value > 0 if rule == "> 0" else value >= 0):  # NaN fails both
-            raise ValueError(f"optimizer {key} must be {rule}, got {value}.")
+    for key, value in (("lr", cfg.lr), ("eps", cfg.eps)):
+        if not value > 0:  # NaN too
+            raise ValueError(f"optimizer {key} must be > 0, got {value}.")
+    for key, value in (("weight_decay", cfg.weight_decay), ("max_grad_norm", cfg.max_grad_norm)):  # 0: no clipping
+        if not value >= 0:
+            raise ValueError(f"optimizer {key} must be >= 0, got {value}.")
     if not (0 <= cfg.beta1 < 1 and 0 <= cfg.beta2 < 1):
         raise ValueError(f"beta1 and beta2 must lie in [0, 1), got {cfg.beta1}, {cfg.beta2}.")
     exempt = no_decay_names(model)

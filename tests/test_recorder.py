@@ -519,7 +519,8 @@ def test_the_up_front_check_counts_stored_frames_the_reserve_and_what_lies_besid
     """Tied: E is stored as W, so a frame of E and W is one matrix (1 MiB at V 8192, D 64). Beside
     the frames: the 3 MiB reserve plus the caller's 5 MiB (a checkpoint)."""
     path, frames = tmp_path / "big.h5", 10**9
-    with pytest.raises(RecorderError, match=rf"\({frames} frames of 1\.0 MiB and 8\.0 MiB beside: reserve, checkpoint\)"):
+    beside = rf"\({frames} frames of 1\.0 MiB and 8\.0 MiB beside: reserve, checkpoint\)"
+    with pytest.raises(RecorderError, match=beside):
         TrajectoryWriter(path, vocab_size=8192, dim=64, tied=True, expected_frames=frames, other_bytes=5 * 2**20,
                          config=RecordConfig(tensors=["E", "W"], disk_reserve_mb=3.0))
     assert list(tmp_path.iterdir()) == []  # refused before anything was written, the reserve included

@@ -204,7 +204,8 @@ def check_all(expect_all: list[ExpectAll], runs: list[RunFile], specs: list[RunS
             need = e.min_fraction * len(picked)
             passed = n_ok >= need - 1e-9
             first_bad = next((i for i in picked if not ok.get(i, False)), None)
-            text = f"{e.check} held in {n_ok} of {len(picked)} runs (need {e.min_fraction:.0%})" + measured_range(measured)
+            text = f"{e.check} held in {n_ok} of {len(picked)} runs (need {e.min_fraction:.0%})"
+            text += measured_range(measured)
             if first_bad is not None:
                 text += f"; e.g. {first_bad}: {texts.get(first_bad, 'did not finish')}"
         broken = [i for i in picked if not ok.get(i, False)]
