@@ -88,6 +88,8 @@ def mutants(session: nox.Session) -> None:
     Results are cached in mutants/ (git-ignored); `rm -rf mutants` starts afresh. Pass mutant name
     globs after --, e.g. `nox -s mutants -- "core.data*"`. docs/testing.md: the last full run."""
     install_project(session, "test,mutants")
+    if forget_stale_test_map():
+        session.log("tests changed since mutmut mapped them to functions: mapping them again (a minute or two)")
     started = time.monotonic()
     session.run("nice", "-n", "10", "mutmut", "run", "--max-children", str(os.cpu_count() or 1), *session.posargs,
                 external=True)
@@ -99,6 +101,23 @@ def mutants(session: nox.Session) -> None:
              if status not in ("killed", "not checked")}
     Path("mutants", "report.md").write_text(mutants_report(results, diffs, time.monotonic() - started), encoding="utf-8")
     session.log("mutants/report.md written")
+
+
+def forget_stale_test_map(tests: Path = Path("tests"), mutants_dir: Path = Path("mutants")) -> bool:
+    """Delete mutmut's map of which tests reach which function (its results stay) when the test files
+    changed since it was made; True if deleted. mutmut maps only tests it has not seen: a changed
+    test that now reaches a function would not run for that function's mutants, whose survival
+    would then be false. A stamp beside the map holds the hash of the tests it was made from."""
+    digest = hashlib.sha256()
+    for path in sorted(tests.rglob("*.py")):
+        digest.update(path.relative_to(tests).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    test_map, stamp = mutants_dir / "mutmut-stats.json", mutants_dir / "tests.sha256"
+    stale = test_map.is_file() and (not stamp.is_file() or stamp.read_text() != digest.hexdigest())
+    if stale:
+        test_map.unlink()
+    if mutants_dir.is_dir():
+        stamp.write_text(digest.hexdigest())  # the map mutmut makes next is made from these tests
+    return stale
 
 
 def mutants_report(results: list[list[str]], diffs: dict[str, str], seconds: float) -> str:
