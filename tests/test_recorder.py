@@ -599,11 +599,12 @@ class FailingStager(HostStager):
         self.waited += 1
 
 
-def open_hdf5_files() -> list[str]:
-    """Files HDF5 holds open in this process. Checked while the caught exception is alive: its
-    traceback keeps the failed writer's frames (and any file they opened) from garbage collection,
-    as a caller that logs or stores the exception would."""
-    return [h5py.h5f.FileID(i).name.decode() for i in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE)]
+def open_hdf5_files(folder: Path) -> list[str]:
+    """Files in `folder` that HDF5 holds open in this process. Checked while the caught exception
+    is alive: its traceback keeps the failed writer's frames (and any file they opened) from
+    garbage collection, as a caller that logs or stores the exception would."""
+    names = [h5py.h5f.FileID(i).name.decode() for i in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE)]
+    return [name for name in names if Path(name).parent == folder]
 
 
 def test_a_run_that_fails_before_its_first_frame_leaves_nothing_and_logs_why(tmp_path, caplog):
@@ -614,7 +615,7 @@ def test_a_run_that_fails_before_its_first_frame_leaves_nothing_and_logs_why(tmp
     with caplog.at_level("ERROR", logger="core.recorder"), pytest.raises(RecorderError, match=message):
         w.close()
     assert [r.getMessage() for r in caplog.records] == [f"Writing {path} failed: copy 0 failed"]
-    assert list(tmp_path.iterdir()) == [] and open_hdf5_files() == []
+    assert list(tmp_path.iterdir()) == [] and open_hdf5_files(tmp_path) == []
 
 
 def test_a_failed_run_keeps_the_frames_it_completed(tmp_path):
@@ -644,7 +645,7 @@ def test_a_writer_without_host_buffers_closes_and_removes_its_new_file(tmp_path)
     path = tmp_path / "f.h5"
     with pytest.raises(RuntimeError, match="cannot pin host memory") as failure:
         TrajectoryWriter(path, vocab_size=V, dim=D, tied=False, stager=FailingStager(no_buffers=True))
-    assert list(tmp_path.iterdir()) == [] and open_hdf5_files() == [], failure
+    assert list(tmp_path.iterdir()) == [] and open_hdf5_files(tmp_path) == [], failure
 
 
 def test_a_resumed_file_is_never_removed_by_a_failure(tmp_path):
@@ -655,9 +656,9 @@ def test_a_resumed_file_is_never_removed_by_a_failure(tmp_path):
     config = RecordConfig(tensors=["W"])
     with pytest.raises(RuntimeError, match="cannot pin host memory") as failure:
         resume_trajectory(path, frames=1, config=config, stager=FailingStager(no_buffers=True))
-    assert open_hdf5_files() == [], failure
+    assert open_hdf5_files(tmp_path) == [], failure
     w = resume_trajectory(path, frames=0, config=config, stager=FailingStager(fail_at=0))
     w.append(0, {"W": torch.ones(V, D, dtype=torch.bfloat16)})
     with pytest.raises(RecorderError, match="copy 0 failed"):
         w.close()
-    assert path.is_file() and open_hdf5_files() == []
+    assert path.is_file() and open_hdf5_files(tmp_path) == []
