@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import os
 import platform
+import re
 import time
 from pathlib import Path
 
@@ -84,7 +85,8 @@ MUTANT_STATUSES = ("killed", "survived", "timeout", "suspicious", "segfault", "n
 def mutants(session: nox.Session) -> None:
     """Mutation testing of the numeric core (step, optimizer, loss, data order, recorder write path)
     and harness/checks with mutmut ([tool.mutmut] in pyproject.toml: the modules, the fast tests
-    that guard them). Writes mutants/report.md: mutants, kill rate per module, each survivor's diff.
+    that guard them). Writes mutants/report.md: mutants, kill rate per module, each survivor's diff
+    with its answer from docs/mutants.md, or marked new (kill it with a test, or answer it there).
     Results are cached in mutants/ (git-ignored); `rm -rf mutants` starts afresh. Pass mutant name
     globs after --, e.g. `nox -s mutants -- "core.data*"`. docs/testing.md: the last full run."""
     install_project(session, "test,mutants")
@@ -98,8 +100,14 @@ def mutants(session: nox.Session) -> None:
         return
     results = [line.strip().rsplit(": ", 1) for line in listing.splitlines() if ": " in line and "__mutmut_" in line]
     diffs = {name: session.run("mutmut", "show", name, silent=True) for name, status in results
-             if status not in ("killed", "not checked")}
-    Path("mutants", "report.md").write_text(mutants_report(results, diffs, time.monotonic() - started), encoding="utf-8")
+             if status not in ("killed", "timeout", "segfault", "not checked")}  # counted killed, or not run
+    answers = known_answers()
+    report = mutants_report(results, diffs, time.monotonic() - started, answers)
+    Path("mutants", "report.md").write_text(report, encoding="utf-8")
+    new = sorted(set(diffs) - set(answers))
+    if new:
+        session.warn(f"{len(new)} mutants not killed and not answered in docs/mutants.md: {', '.join(new[:5])}"
+                     + (" ..." if len(new) > 5 else ""))
     session.log("mutants/report.md written")
 
 
@@ -120,8 +128,18 @@ def forget_stale_test_map(tests: Path = Path("tests"), mutants_dir: Path = Path(
     return stale
 
 
-def mutants_report(results: list[list[str]], diffs: dict[str, str], seconds: float) -> str:
-    """Markdown: per module the count of each status and the kill rate, then each non-killed mutant's diff."""
+def known_answers(page: Path = Path("docs", "mutants.md")) -> dict[str, str]:
+    """{mutant: answer} from the survivors' table of docs/mutants.md (rows "| `name` | verdict | answer |")."""
+    if not page.is_file():
+        return {}
+    return dict(re.findall(r"^\| `([^`]+)` \| [^|]+ \| (.+) \|$", page.read_text(encoding="utf-8"), re.M))
+
+
+def mutants_report(results: list[list[str]], diffs: dict[str, str], seconds: float,
+                   answers: dict[str, str] | None = None) -> str:
+    """Markdown: per module the count of each status and the kill rate, then each non-killed mutant's
+    diff with its answer in docs/mutants.md (`answers`), or marked new."""
+    answers = answers or {}
     by_module: dict[str, dict[str, int]] = {}
     for name, status in results:
         module = name.split(".x", 1)[0]  # mutmut names: module.x_function__mutmut_N, module.xǁClassǁmethod__mutmut_N
@@ -136,9 +154,11 @@ def mutants_report(results: list[list[str]], diffs: dict[str, str], seconds: flo
         lines.append(f"| {module} | " + " | ".join(str(counts[s]) for s in MUTANT_STATUSES) + f" | {kill_rate(counts)} |")
     lines.append("| **all** | " + " | ".join(str(total[s]) for s in MUTANT_STATUSES) + f" | {kill_rate(total)} |")
     lines += ["", "Kill rate: (killed + timeout + segfault) / every mutant tested or without a test; "
-              "'not checked': the run stopped before it.", "", "## Not killed", ""]
+              "'not checked': the run stopped before it.", "",
+              f"## Not killed: {len(diffs)}, {len(diffs.keys() & answers.keys())} answered in docs/mutants.md", ""]
     for name, diff in sorted(diffs.items()):
-        lines += [f"```diff\n{diff.strip()}\n```", ""]
+        answer = answers.get(name, "**new**: kill it with a test, or answer it in docs/mutants.md")
+        lines += [f"### `{name}`", "", answer, "", f"```diff\n{diff.strip()}\n```", ""]
     return "\n".join(lines)
 
 
