@@ -25,6 +25,7 @@ from core.trajectory import Trajectory
 from harness.checks import CheckContext, run_check
 from harness.dynamics import (collapse, dynamics_summary, flux, freeze, inhale, measure_dynamics, outward_share,
                               supernova_end)
+from harness.dynamics.flux import ball_radius
 from harness.runner import run_scenario
 from harness.scenario.load import load_scenario
 from harness.sweep.dynamics import inhale_fraction, pooled_outward_share_between, supernova_ends_between
@@ -193,6 +194,18 @@ def test_flux_counts_live_tokens_crossing_the_dead_ball(tmp_path):
     assert not v.passed and "2 entries and 2 exits" in v.message and v.measured == 4
     with pytest.raises(ValueError, match="radius = 'q9'"):
         flux(path, radius="q9")
+
+
+def test_the_ball_radius_is_the_named_statistic_of_the_dead_distances():
+    distances = torch.tensor([[1.0, 2.0, 3.0, 4.0, 10.0], [2.0, 2.0, 2.0, 2.0, 2.0]])  # (C, n)
+    expected = {"mean": [4.0, 2.0], "median": [3.0, 2.0], "max": [10.0, 2.0], "p0": [1.0, 2.0], "p100": [10.0, 2.0],
+                "p90": [7.6, 2.0], "p12.5": [1.5, 2.0]}  # percentiles interpolate: p90 = 4 + 0.6 (10 - 4)
+    for statistic, want in expected.items():
+        np.testing.assert_allclose(ball_radius(distances, statistic).numpy(), want, rtol=1e-6, err_msg=statistic)
+    for bad in ("q9", "p101", "p-1", "p", "p9.9.9", "pmax", "MEAN", ""):
+        with pytest.raises(ValueError, match=rf"^flux: radius = {re.escape(repr(bad))}: expected mean, median, max "
+                                             r"or pNN \(a percentile, e\.g\. p90\)\.$"):
+            ball_radius(distances, bad)
 
 
 def test_a_shrinking_ball_sweeps_resting_live_tokens_out(tmp_path):
