@@ -170,23 +170,29 @@ def test_a_cloud_still_moving_at_the_end_or_never_moving_has_not_frozen(tmp_path
 
 # ------------------------------------------------------------------ flux
 def test_flux_counts_live_tokens_crossing_the_dead_ball(tmp_path):
-    # dead: the unit cross around 0 (every distance 1, so p90 = mean = 1); live tokens on the z axis
+    # dead: the unit cross around (3, 0, 0, 0), every distance 1 (so p90 = mean = 1); live tokens on
+    # the z axis through that centre. The ball is the dead rows' own, wherever they sit.
     z = [[2, 0.5, 0.5, 3, 0.25],  # live 0: out, in, in, out, in
          [0.5] * 5,  # live 1: always inside
          [5] * 5,  # live 2: always outside
-         [0.75, 0.75, 1.5, 1.5, 1.5]]  # live 3: in, in, out, out, out
+         [0.75, 0.75, 1.5, 1.5, 1.5],  # live 3: in, in, out, out, out
+         [1] * 5]  # live 4: on the sphere, which is inside
+    offset = torch.tensor([3.0, 0, 0, 0])
     frames = []
     for t in range(5):
-        live = torch.zeros(4, D)
+        live = torch.zeros(5, D)
         live[:, 2] = torch.tensor([row[t] for row in z])
-        frames.append(torch.cat([live, CROSS]))
+        frames.append(torch.cat([live, CROSS]) + offset)
     path = write(tmp_path / "f.h5", frames, n_dead=4)
     for chunk in (1, 2, 16):
         f = flux(path, chunk=chunk)
-        assert f.inside.tolist() == [2, 3, 2, 1, 2]
+        assert f.inside.tolist() == [3, 4, 3, 2, 3]
         assert f.entries.tolist() == [0, 1, 0, 0, 1]
         assert f.exits.tolist() == [0, 0, 1, 1, 0]
-        assert (f.entries_total, f.exits_total, f.n_live, f.n_dead) == (2, 2, 4, 4)
+        assert (f.entries_total, f.exits_total, f.n_live, f.n_dead) == (2, 2, 5, 4)
+        assert (f.inside_first, f.inside_last, f.inside_max, f.radius_statistic, f.tensor) == (3, 3, 4, "p90", "W")
+        assert f.steps.tolist() == [0, 1, 2, 3, 4]
+        assert f.inside.dtype == f.entries.dtype == f.exits.dtype == np.int64  # counts, as the dataclass says
         np.testing.assert_allclose(f.radius, 1.0)
     assert flux(path, radius="mean").entries.tolist() == [0, 1, 0, 0, 1]
     assert check(path, "live_flux_at_least", crossings=4).passed
