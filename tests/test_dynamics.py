@@ -25,6 +25,7 @@ from core.trajectory import Trajectory
 from harness.checks import CheckContext, run_check
 from harness.dynamics import (collapse, dynamics_summary, flux, freeze, inhale, measure_dynamics, outward_share,
                               supernova_end)
+from harness.dynamics.collapse import one_ulp_links
 from harness.dynamics.flux import ball_radius
 from harness.runner import run_scenario
 from harness.scenario.load import load_scenario
@@ -304,6 +305,20 @@ def test_collapse_counts_identical_rows_and_one_ulp_clusters(tmp_path):
     assert not check(path, "collapse_at_least", count=6, measure="largest_near_cluster").passed
     with pytest.raises(ValueError, match="measure = 'rows'"):
         check(path, "collapse_at_most", count=1, measure="rows")
+
+
+@pytest.mark.parametrize("pairs", [1, 7, 10**6])  # sources checked one at a time, in small runs, all at once
+def test_one_ulp_links_are_every_pair_within_one_in_every_coordinate(pairs):
+    """Against brute force: random ordinals 0..4 in 3 coordinates, so neighbours differ by -1, 0 and
+    +1 in the sorted coordinate and many rows are linked."""
+    gen = torch.Generator().manual_seed(0)
+    ords = torch.randint(0, 5, (60, 3), generator=gen, dtype=torch.int32)
+    sources = np.arange(0, 60, 2)
+    src, dst = one_ulp_links(ords, sources, pairs)
+    close = (ords[:, None, :] - ords[None, :, :]).abs().amax(-1) <= 1  # (n, n)
+    expected = {(int(i), int(j)) for i in sources for j in range(60) if j != i and close[i, j]}
+    assert src.dtype == dst.dtype == np.int64 and len(src) == len(expected) > 100
+    assert set(zip(src.tolist(), dst.tolist())) == expected
 
 
 def test_two_ulps_apart_is_not_near(tmp_path):
