@@ -321,6 +321,28 @@ def test_one_ulp_links_are_every_pair_within_one_in_every_coordinate(pairs):
     assert set(zip(src.tolist(), dst.tolist())) == expected
 
 
+def test_a_token_that_last_moves_at_step_1_froze_at_step_1(tmp_path):
+    f = freeze(write(tmp_path / "early.h5", ulp_walk([1, 2, 5, 0], 10), n_dead=4))
+    assert f.freeze_steps.tolist() == [1, 2, 5, 0] and (f.n_frozen, f.never_moved, f.still_moving) == (3, 1, 0)
+
+
+def test_cluster_sizes_count_rows_and_dead_rows_not_patterns(tmp_path):
+    """Dead 19 one ULP from the shared vector of dead 10-12 and live 1: a cluster of two patterns,
+    5 rows, 4 of them dead. The chain breaks into 14-15 and 16-18. Live 5 and 6, identical and
+    far from every dead row, are no cluster of dead rows."""
+    rows = collapsed_frame()
+    rows[19] = rows[10].clone()
+    rows[19].view(torch.int16)[1] += 1
+    rows[16:19].view(torch.int16)[:, 0] += 1
+    rows[6] = rows[5].clone()
+    c = collapse(write(tmp_path / "c3.h5", [rows], n_dead=10))
+    assert (c.identical_rows, c.identical_groups, c.largest_identical_group) == (4, 2, 4)
+    assert (c.near_rows, c.near_clusters, c.largest_near_cluster, c.largest_near_cluster_dead) == (10, 4, 5, 4)
+    assert (c.tensor, c.tokens) == ("W", "dead")
+    alone = collapse(write(tmp_path / "c4.h5", [torch.arange(20 * D).reshape(20, D).to(torch.bfloat16)], n_dead=10))
+    assert (alone.identical_rows, alone.identical_groups, alone.largest_identical_group, alone.near_rows) == (0, 0, 0, 0)
+
+
 def test_two_ulps_apart_is_not_near(tmp_path):
     rows = collapsed_frame()
     rows[15:19].view(torch.int16)[:, 0] += 1  # 14-15 now two ULPs apart: the chain breaks into 14 | 15-18
