@@ -89,13 +89,13 @@ def test_supernova_speed_is_per_optimizer_step_when_frames_are_apart(tmp_path):
     path = write(tmp_path / "every.h5", translated(POSITIONS), n_dead=4, steps=[0, 10, 20, 30, 40, 50, 60])
     s = supernova_end(path)
     np.testing.assert_allclose(s.speed[1:], np.array([1, 2, 0.5, 0.25, 0.125, 0.125]) / 10)
-    assert s.end_step == 40
+    assert s.end_step == 40 and s.to_dict()["settled_frames"] == 2  # the frames at steps 50 and 60
 
 
 def test_a_cloud_still_at_its_peak_speed_has_not_ended(tmp_path):
     path = write(tmp_path / "on.h5", translated([0, 1, 2, 3]), n_dead=4)
     s = supernova_end(path)
-    assert s.end_step is None and s.peak_speed == 1.0
+    assert s.end_step is None and s.peak_speed == 1.0 and s.to_dict()["settled_frames"] == 0
     v = check(path, "supernova_ends_by", step=3)
     assert not v.passed and "never by the last step 3" in v.message and v.measured is None
     moving = write(tmp_path / "ends.h5", translated(POSITIONS), n_dead=4)
