@@ -79,6 +79,7 @@ def scenarios(session: nox.Session) -> None:
 
 
 MUTANT_STATUSES = ("killed", "survived", "timeout", "suspicious", "segfault", "no tests", "skipped", "not checked")
+KILLED = ("killed", "timeout", "segfault")  # what the kill rate counts as killed
 
 
 @nox.session(default=False)
@@ -100,7 +101,7 @@ def mutants(session: nox.Session) -> None:
         return
     results = [line.strip().rsplit(": ", 1) for line in listing.splitlines() if ": " in line and "__mutmut_" in line]
     diffs = {name: session.run("mutmut", "show", name, silent=True) for name, status in results
-             if status not in ("killed", "timeout", "segfault", "not checked")}  # counted killed, or not run
+             if status not in (*KILLED, "not checked")}
     answers = known_answers()
     report = mutants_report(results, diffs, time.monotonic() - started, answers)
     Path("mutants", "report.md").write_text(report, encoding="utf-8")
@@ -163,6 +164,6 @@ def mutants_report(results: list[list[str]], diffs: dict[str, str], seconds: flo
 
 
 def kill_rate(counts: dict[str, int]) -> str:
-    killed = counts["killed"] + counts["timeout"] + counts["segfault"]
+    killed = sum(counts[s] for s in KILLED)
     tried = killed + counts["survived"] + counts["suspicious"] + counts["no tests"]
     return f"{killed / tried:.1%}" if tried else "-"
